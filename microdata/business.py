@@ -1,0 +1,231 @@
+"""The business register: establishments per buurt and branch, with yearly turnover.
+
+Turnover follows area characteristics (the households' means, WOZ level, urbanity and
+distance to facilities), the establishment's size, and yearly noise. Two things are planted:
+
+* **dominant businesses**: in a few wijk × branch cells one establishment is much larger than
+  the rest, so the dominance rule of output control has work to do;
+* **anomalous cells**: about 1.5% of wijk × branch cells (vulnerable branches four times as
+  likely) get inflated turnover from an onset year on. They are the ground truth of the
+  ``branch_turnover`` model and are listed, with their inflation factor, in the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from microdata import params, vocab
+from microdata._random import stream
+from microdata.dynamics import YearAggregates
+from microdata.population import Buurten
+from microdata.spells import Sink
+
+BRANCH_CODES = tuple(vocab.BRANCHES)
+#: median employees per establishment, by branch (same order as BRANCH_CODES)
+MEDIAN_EMPLOYEES = np.array([2, 1, 1, 4, 25, 8, 4, 3, 40, 5, 5, 1, 2, 3, 3], dtype=np.float64)
+#: branches that cluster on business parks
+PARK_BRANCHES = ("45201", "78201", "41000", "47190", "62010")
+ANOMALY_SHARE = 0.015
+DOMINANT_SHARE = 0.03
+
+
+def _area_factor(bu: Buurten, agg: YearAggregates, year: int) -> np.ndarray:
+    """Multiplicative area effect on turnover per buurt in *year* (log-linear in area traits)."""
+    dw = np.maximum(agg.dwellings[year], 1)
+    woz = agg.woz_sum[year] / dw
+    log_woz = np.log(np.maximum(woz, 50_000) / 300_000)
+    return np.exp(
+        0.35 * agg.econ_mean[year]
+        + 0.25 * log_woz
+        - 0.12 * np.log(bu.distance_facilities_km)
+        + 0.06 * (3 - bu.urbanity)
+    )
+
+
+def generate_business(
+    bu: Buurten,
+    agg: YearAggregates,
+    *,
+    seed: int,
+    sink: Sink,
+    truth: Sink,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[int, np.ndarray]:
+    """Write ``branches``, ``establishments``, ``turnover`` and the turnover truth.
+
+    Returns the number of active establishments per buurt for each world year.
+    """
+    rng = stream(seed, "business")
+    B, K = len(bu.code), len(BRANCH_CODES)
+    rates = np.array([vocab.BRANCHES[k][2] for k in BRANCH_CODES])
+    median_turnover = np.array([vocab.BRANCHES[k][3] for k in BRANCH_CODES], dtype=np.float64)
+    vulnerable = np.array([vocab.BRANCHES[k][1] for k in BRANCH_CODES])
+    park = np.isin(np.array(BRANCH_CODES), PARK_BRANCHES)
+    y0 = params.FIRST_YEAR
+
+    def expected_counts(year: int) -> np.ndarray:
+        inh = agg.inhabitants[year].astype(np.float64)
+        urban = 1.0 + 0.1 * (3 - bu.urbanity)
+        lam = inh[:, None] / 1000 * rates[None, :] * urban[:, None]
+        lam += bu.business_park[:, None] * park[None, :] * rates[None, :] * 0.8
+        return lam
+
+    # Initial stock with a history of founding years; then yearly closures and start-ups.
+    lam0 = expected_counts(y0)
+    n0 = rng.poisson(lam0)
+    cell_b = np.repeat(np.arange(B), K)
+    cell_k = np.tile(np.arange(K), B)
+    counts = n0.ravel()
+    est_b = np.repeat(cell_b, counts).astype(np.int32)
+    est_k = np.repeat(cell_k, counts).astype(np.int8)
+    founded = (y0 - 1 - np.minimum(rng.geometric(0.09, len(est_b)) - 1, 60)).astype(np.int16)
+    closed = np.full(len(est_b), -1, dtype=np.int16)
+    for y in range(y0, params.LAST_YEAR + 1):
+        active = closed < 0
+        close = active & (rng.random(len(closed)) < 0.08)
+        closed[close] = y
+        births = rng.poisson(expected_counts(y) * 0.08).ravel()
+        est_b = np.concatenate([est_b, np.repeat(cell_b, births).astype(np.int32)])
+        est_k = np.concatenate([est_k, np.repeat(cell_k, births).astype(np.int8)])
+        founded = np.concatenate([founded, np.full(births.sum(), y, np.int16)])
+        closed = np.concatenate([closed, np.full(births.sum(), -1, np.int16)])
+    # An establishment closed in the year it was founded never traded: drop it.
+    keep = closed != founded
+    est_b, est_k, founded, closed = est_b[keep], est_k[keep], founded[keep], closed[keep]
+    E = len(est_b)
+    progress(f"{E:,} establishments")
+
+    employees = np.maximum(
+        1, np.round(MEDIAN_EMPLOYEES[est_k] * np.exp(rng.normal(0, 0.7, E)))
+    ).astype(np.int16)
+    size = (employees / MEDIAN_EMPLOYEES[est_k]) ** 0.8 * np.exp(rng.normal(0, 0.3, E))
+    # Legal form: small branches are mostly sole proprietorships.
+    big = MEDIAN_EMPLOYEES[est_k] >= 8
+    r = rng.random(E)
+    legal = np.select(
+        [r < np.where(big, 0.1, 0.62), r < np.where(big, 0.18, 0.78), r < np.where(big, 0.93, 0.97),
+         r < np.where(big, 0.97, 0.98)],
+        [0, 1, 2, 3], 4,
+    ).astype(np.int8)
+    sole = np.select(
+        [legal == 0, legal == 1, legal == 2, legal == 3],
+        [np.ones(E, bool), np.zeros(E, bool), rng.random(E) < 0.55, np.zeros(E, bool)],
+        rng.random(E) < 0.3,
+    )
+
+    # Cells: wijk x branch. Plant dominant businesses and anomalous cells.
+    W = int(bu.wijk.max()) + 1
+    est_cell = bu.wijk[est_b].astype(np.int64) * K + est_k
+    cell_n = np.bincount(est_cell, minlength=W * K)
+    candidates = np.flatnonzero((cell_n >= 2) & (cell_n <= 6))
+    dom_cells = candidates[rng.random(len(candidates)) < DOMINANT_SHARE * 4]
+    if len(dom_cells):
+        in_dom = np.isin(est_cell, dom_cells)
+        idx = np.flatnonzero(in_dom)
+        first_of_cell = idx[np.unique(est_cell[idx], return_index=True)[1]]
+        size[first_of_cell] *= 12.0
+    eligible = np.flatnonzero(cell_n >= 3)
+    w_anom = np.where(vulnerable[eligible % K], 4.0, 1.0)
+    n_anom = max(1, round(ANOMALY_SHARE * len(eligible)))
+    anom_cells = rng.choice(eligible, size=min(n_anom, len(eligible)), replace=False, p=w_anom / w_anom.sum())
+    anom_onset = rng.integers(y0, params.LAST_YEAR - 1, len(anom_cells)).astype(np.int16)
+    anom_factor = rng.uniform(2.5, 5.0, len(anom_cells))
+    cell_onset = np.full(W * K, 9999, dtype=np.int16)
+    cell_factor = np.ones(W * K)
+    cell_onset[anom_cells] = anom_onset
+    cell_factor[anom_cells] = anom_factor
+
+    sbi_dict = pa.array(list(BRANCH_CODES))
+    sink.emit("branches", pa.table({
+        "sbi": list(BRANCH_CODES),
+        "branch_name": [vocab.BRANCHES[k][0] for k in BRANCH_CODES],
+        "vulnerable": [bool(vocab.BRANCHES[k][1]) for k in BRANCH_CODES],
+    }))
+    order = np.lexsort((est_k, est_b))  # ids by buurt, then branch
+    est_b, est_k, founded, closed = est_b[order], est_k[order], founded[order], closed[order]
+    employees, size, legal, sole, est_cell = (
+        employees[order], size[order], legal[order], sole[order], est_cell[order]
+    )
+    sink.emit("establishments", pa.table({
+        "establishment_id": np.arange(E, dtype=np.int32),
+        "buurt_code": pa.array(bu.code[est_b]).dictionary_encode(),
+        "sbi": pa.DictionaryArray.from_arrays(pa.array(est_k), sbi_dict),
+        "legal_form": pa.DictionaryArray.from_arrays(pa.array(legal), pa.array(list(vocab.LEGAL_FORM))),
+        "employees": employees,
+        "sole_director": sole,
+        "founded_year": founded,
+        "closed_year": pa.array(closed, mask=closed < 0),
+    }))
+
+    active_per_buurt: dict[int, np.ndarray] = {}
+    truth_frames = []
+    for y in range(y0, params.LAST_YEAR + 1):
+        active = (founded <= y) & ((closed < 0) | (closed > y))
+        ids = np.flatnonzero(active)
+        af = _area_factor(bu, agg, y)[est_b[ids]]
+        expected = median_turnover[est_k[ids]] * af * size[ids]
+        cells = est_cell[ids]
+        inflation = np.where(cell_onset[cells] <= y, cell_factor[cells], 1.0)
+        yr = stream(seed, f"turnover:{y}")
+        realised = expected * inflation * np.exp(yr.normal(-0.03, 0.25, len(ids)))
+        sink.emit("turnover", pa.table({
+            "establishment_id": ids.astype(np.int32),
+            "year": np.full(len(ids), y, np.int16),
+            "turnover": np.round(realised).astype(np.int64),
+        }))
+        active_per_buurt[y] = np.bincount(est_b[ids], minlength=B)
+        truth_frames.append(pd.DataFrame({
+            "cell": cells, "expected": expected, "realised": np.round(realised),
+            "inflated": inflation > 1, "year": y,
+        }))
+    _emit_turnover_truth(truth_frames, bu, cell_onset, cell_factor, truth, K)
+    return active_per_buurt
+
+
+def _emit_turnover_truth(frames: list[pd.DataFrame], bu: Buurten, onset: np.ndarray,
+                         factor: np.ndarray, truth: Sink, K: int) -> None:
+    """Expected and realised turnover per wijk × branch and gemeente × branch cell and year."""
+    df = pd.concat(frames, ignore_index=True)
+    wijk_to_gm = np.zeros(int(bu.wijk.max()) + 1, dtype=np.int64)
+    wijk_to_gm[bu.wijk] = bu.gemeente
+    wijk_code = np.empty(int(bu.wijk.max()) + 1, dtype=object)
+    wijk_code[bu.wijk] = ["WK" + c[2:8] for c in bu.code]
+    gm_code = np.empty(int(bu.gemeente.max()) + 1, dtype=object)
+    gm_code[bu.gemeente] = ["GM" + c[2:6] for c in bu.code]
+    df["wijk"] = df["cell"] // K
+    df["k"] = df["cell"] % K
+    out = []
+    wk = df.groupby(["wijk", "k", "year"], sort=True).agg(
+        establishments=("expected", "size"), expected_turnover=("expected", "sum"),
+        realised_turnover=("realised", "sum"), max_share=("realised", "max"),
+    ).reset_index()
+    wk["max_share"] = wk["max_share"] / wk["realised_turnover"].where(wk["realised_turnover"] > 0)
+    cell = wk["wijk"].to_numpy() * K + wk["k"].to_numpy()
+    wk["anomalous"] = onset[cell] <= wk["year"].to_numpy()
+    wk["inflation"] = np.where(wk["anomalous"], factor[cell], 1.0)
+    wk["level"] = "wijk"
+    wk["area_code"] = wijk_code[wk["wijk"].to_numpy()]
+    out.append(wk)
+    df["gemeente"] = wijk_to_gm[df["wijk"].to_numpy()]
+    gm = df.groupby(["gemeente", "k", "year"], sort=True).agg(
+        establishments=("expected", "size"), expected_turnover=("expected", "sum"),
+        realised_turnover=("realised", "sum"), max_share=("realised", "max"),
+    ).reset_index()
+    gm["max_share"] = gm["max_share"] / gm["realised_turnover"].where(gm["realised_turnover"] > 0)
+    # a gemeente cell counts as anomalous when its planted wijk cells inflate it by half or more
+    infl = df[df["inflated"]].groupby(["gemeente", "k", "year"])["expected"].sum()
+    gm = gm.join(infl.rename("inflated_expected"), on=["gemeente", "k", "year"])
+    gm["anomalous"] = (gm["realised_turnover"] >= 1.5 * gm["expected_turnover"]) & gm["inflated_expected"].notna()
+    gm["inflation"] = np.where(gm["anomalous"], gm["realised_turnover"] / gm["expected_turnover"], 1.0)
+    gm["level"] = "gemeente"
+    gm["area_code"] = gm_code[gm["gemeente"].to_numpy()]
+    out.append(gm.drop(columns=["inflated_expected"]))
+    res = pd.concat(out, ignore_index=True)
+    res["sbi"] = np.array(BRANCH_CODES)[res["k"].to_numpy()]
+    res = res[["level", "area_code", "sbi", "year", "establishments", "expected_turnover",
+               "realised_turnover", "max_share", "anomalous", "inflation"]]
+    truth.emit("turnover_cells", pa.Table.from_pandas(res, preserve_index=False))

@@ -1,0 +1,178 @@
+"""The file edge of the world: write tables to Parquet atomically, read them back, manifest.
+
+Layout under ``DATA`` (the secure zone)::
+
+    world/  <table>.parquet … and manifest.json   (what a real CBS extract would look like)
+    truth/  <table>.parquet … effects.json, manifest.json   (only benchmarks/evaluation read it)
+
+A generation writes into a hidden temporary directory beside them and renames it into place
+only when every table and both manifests are complete, so a killed run never leaves a
+half-written world behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import geopandas as gpd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from microdata import params
+from microdata.scales import Scale
+from microdata.world import generate_world
+
+WORLD_DIR = "world"
+TRUTH_DIR = "truth"
+MANIFEST = "manifest.json"
+
+
+class WorldExistsError(FileExistsError):
+    """The target already holds a world and ``overwrite`` was not given."""
+
+
+class ParquetSink:
+    """Streams table chunks into one Parquet file per table (zstd, deterministic bytes)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def emit(self, table: str, chunk: pa.Table) -> None:
+        if table == "effects":
+            doc = json.loads(chunk.column("json")[0].as_py())
+            _write_json(self.directory / "effects.json", doc)
+            return
+        if table == "areas":
+            gdf = gpd.GeoDataFrame.from_arrow(chunk)
+            gdf.to_parquet(self.directory / "areas.parquet", index=False, compression="zstd")
+            return
+        writer = self._writers.get(table)
+        if writer is None:
+            writer = pq.ParquetWriter(
+                self.directory / f"{table}.parquet", chunk.schema, compression="zstd",
+                write_statistics=True,
+            )
+            self._writers[table] = writer
+        elif chunk.schema != writer.schema:
+            chunk = chunk.cast(writer.schema)
+        writer.write_table(chunk, row_group_size=1_000_000)
+
+    def close(self) -> None:
+        for w in self._writers.values():
+            w.close()
+        self._writers.clear()
+
+
+def canonical_json(doc: dict) -> bytes:
+    """Sorted keys, fixed separators, trailing newline: the same document, the same bytes."""
+    return (json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode()
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    path.write_bytes(canonical_json(doc))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_entries(directory: Path) -> dict[str, dict]:
+    """Rows, columns, size and SHA-256 of every file in *directory* (manifest excluded)."""
+    files: dict[str, dict] = {}
+    for path in sorted(directory.iterdir()):
+        if path.name == MANIFEST or not path.is_file():
+            continue
+        entry: dict = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        if path.suffix == ".parquet":
+            meta = pq.read_metadata(path)
+            entry["rows"] = meta.num_rows
+            entry["columns"] = {f.name: str(f.type) for f in meta.schema.to_arrow_schema()}
+        files[path.name] = entry
+    return files
+
+
+def world_manifest(directory: Path, *, scale: Scale, seed: int, kind: str) -> dict:
+    return {
+        "generator": "zicht.microdata",
+        "generator_version": params.GENERATOR_VERSION,
+        "kind": kind,
+        "scale": scale.name,
+        "seed": seed,
+        "rate_multiplier": scale.rate_multiplier,
+        "first_year": params.FIRST_YEAR,
+        "last_year": params.LAST_YEAR,
+        "history_from": params.HISTORY_FROM,
+        "window": params.WINDOW,
+        "files": file_entries(directory),
+    }
+
+
+def data_fingerprint(world_dir: Path) -> str:
+    """SHA-256 of ``manifest.json``; for an extract without one, of its files' contents."""
+    manifest = world_dir / MANIFEST
+    if manifest.exists():
+        return hashlib.sha256(manifest.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    for name, entry in file_entries(world_dir).items():
+        h.update(f"{name}:{entry['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def write_world(
+    data_dir: Path,
+    scale: Scale,
+    *,
+    seed: int,
+    overwrite: bool = False,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> Path:
+    """Generate and atomically place ``DATA/world`` and ``DATA/truth``. Returns the world dir.
+
+    Raises
+    ------
+    WorldExistsError
+        If ``DATA/world`` or ``DATA/truth`` exists and is not empty, and *overwrite* is false.
+    """
+    data_dir = Path(data_dir)
+    targets = [data_dir / WORLD_DIR, data_dir / TRUTH_DIR]
+    busy = [t for t in targets if t.exists() and any(t.iterdir())]
+    if busy and not overwrite:
+        raise WorldExistsError(
+            f"{busy[0]} already holds a world; pass --overwrite to replace it "
+            "or choose another --data-dir"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".generate-", dir=data_dir))
+    try:
+        world, truth = tmp / WORLD_DIR, tmp / TRUTH_DIR
+        world.mkdir()
+        truth.mkdir()
+        wsink, tsink = ParquetSink(world), ParquetSink(truth)
+        try:
+            generate_world(scale, seed=seed, sink=wsink, truth=tsink, progress=progress)
+        finally:
+            wsink.close()
+            tsink.close()
+        progress("manifests")
+        _write_json(world / MANIFEST, world_manifest(world, scale=scale, seed=seed, kind="world"))
+        _write_json(truth / MANIFEST, world_manifest(truth, scale=scale, seed=seed, kind="truth"))
+        trash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=data_dir))
+        for src, dst in zip((world, truth), targets, strict=True):
+            if dst.exists():
+                os.replace(dst, trash / dst.name)
+            os.replace(src, dst)
+        shutil.rmtree(trash, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return targets[0]
