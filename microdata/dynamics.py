@@ -425,8 +425,8 @@ class Simulator:
             + c["private_rent"] * (self.own == OWN["private_rent"])
             + c["owner_foreign"] * self.owner_foreign
             + c["rural"] * (bu.urbanity[b] >= 4)
-            + c["farms_buurt_3y_log1p"] * np.log1p(recent)[b]
-            + c["farms_neighbours_3y_log1p"] * np.log1p(nb_recent)[b]
+            + c["farm_in_buurt_3y"] * (recent > 0)[b]
+            + c["farm_in_neighbours_3y"] * (nb_recent > 0)[b]
             + region
             + self.log_rm
         )
@@ -460,7 +460,7 @@ class Simulator:
         mothers = np.flatnonzero(
             st.alive & (st.sex != MALE) & (age >= 20) & (age <= 44) & (st.role == ROLE["partner"])
         )
-        fert = 0.11 * np.exp(-((age[mothers] - 31.0) ** 2) / (2 * 5.0**2))
+        fert = 0.09 * np.exp(-((age[mothers] - 31.0) ** 2) / (2 * 5.0**2))
         mothers = mothers[rng.random(len(mothers)) < fert]
         n_new = len(mothers)
         if n_new:
@@ -492,7 +492,7 @@ class Simulator:
         leavers = np.flatnonzero(st.alive & (st.role == ROLE["child"]) & (rng.random(st.n_persons) < p_leave))
         # Separations: the head of a couple household leaves.
         couple_hh = st.hh_alive & np.isin(hh_type, [HT["couple"], HT["couple_with_children"]])
-        sep_hh = np.flatnonzero(couple_hh & (rng.random(st.n_households) < 0.015))
+        sep_hh = np.flatnonzero(couple_hh & (rng.random(st.n_households) < 0.01))
         sep_heads = self._head_of(sep_hh)
         sep_heads = sep_heads[sep_heads >= 0]
         partners_of = np.flatnonzero(st.alive & (st.role == ROLE["partner"]) & np.isin(st.hh, sep_hh))
@@ -501,7 +501,7 @@ class Simulator:
         st.role[partners_of] = ROLE["head"]
 
         gm_of_person = self.bu.gemeente[st.dw_buurt[st.hh_dwelling[st.hh]]]
-        pair = rng.random(len(leavers)) < 0.45
+        pair = rng.random(len(leavers)) < 0.5
         pl = leavers[pair]
         pl = pl[np.argsort(gm_of_person[pl], kind="stable")]
         same = np.zeros(len(pl), dtype=bool)

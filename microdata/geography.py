@@ -13,11 +13,11 @@ byte-identical geometry. The only file read is the packaged outline.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 import geopandas as gpd
 import numpy as np
@@ -304,9 +304,7 @@ def _split(
 def _riec_polygons(outline: shapely.Polygon) -> dict[str, shapely.Geometry]:
     """The ten RIEC regions: Voronoi cells of :data:`RIEC_SEEDS` clipped to *outline*."""
     points = np.array(list(RIEC_SEEDS.values()))
-    diagram = shapely.voronoi_polygons(
-        shapely.multipoints(points), extend_to=outline, ordered=True
-    )
+    diagram = shapely.voronoi_polygons(shapely.multipoints(points), extend_to=outline, ordered=True)
     cells = _clip(shapely.get_parts(diagram), outline)
     return dict(zip(RIEC_SEEDS, cells, strict=True))
 
@@ -395,6 +393,31 @@ def _area_shares(rng: np.random.Generator, areas: np.ndarray) -> np.ndarray:
 # -------------------------------------------------------------------------- builder
 
 
+@dataclass(frozen=True)
+class _Gemeenten:
+    """Gemeenten in build order: region by region, each region's city first."""
+
+    code: list[str]
+    name: list[str]
+    riec: list[str]
+    geom: np.ndarray
+    centre: np.ndarray  # (n, 2): the Voronoi seed, which lies inside the gemeente
+    pop: np.ndarray
+    urban: np.ndarray
+    density: list[_Density]  # seed density for the gemeente's wijken and buurten
+
+
+@dataclass(frozen=True)
+class _Children:
+    """Wijken or buurten in build order: parent by parent, child ``00`` first."""
+
+    parent: np.ndarray  # index into the parent level
+    index: np.ndarray  # position within the parent, the last two code digits
+    geom: np.ndarray
+    pop: np.ndarray
+    name: list[str]
+
+
 def _check_scale(scale: Scale) -> None:
     unknown = [c for c in scale.gemeenten_per_riec if c not in RIEC_REGIONS]
     if unknown:
@@ -421,13 +444,13 @@ def _check_scale(scale: Scale) -> None:
         raise ValueError(f"scale {scale.name!r}: persons must be positive")
 
 
-def _order_from(seeds: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+def _order_from(seeds: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """Indices of *seeds* by distance from *centre*, so child 00 is the central one."""
     d = np.hypot(seeds[:, 0] - centre[0], seeds[:, 1] - centre[1])
     return np.argsort(d, kind="stable")
 
 
-def _directions(geoms: np.ndarray, centre: tuple[float, float]) -> list[str]:
+def _directions(geoms: np.ndarray, centre: np.ndarray) -> list[str]:
     """Compass point of each geometry's centroid seen from *centre*."""
     c = shapely.centroid(geoms)
     return names.compass(shapely.get_x(c) - centre[0], shapely.get_y(c) - centre[1])
@@ -481,137 +504,199 @@ def build_geography(scale: Scale, *, rng: np.random.Generator) -> gpd.GeoDataFra
     ['riec', 'gemeente', 'wijk', 'buurt']
     """
     _check_scale(scale)
-    outline = load_outline()
-    riec_geom = _riec_polygons(outline)
-    riec_codes = [c for c in RIEC_REGIONS if c in scale.gemeenten_per_riec]
+    riec_geom = _riec_polygons(load_outline())
+    gm = _gemeenten(rng, scale, riec_geom)
+    wk = _wijken(rng, scale, gm)
+    bu = _buurten(rng, scale, gm, wk)
+    return _assemble(scale, riec_geom, gm, wk, bu)
 
-    # ---- gemeenten: populations, codes, names, then geometry region by region
-    n_gm = scale.n_gemeenten
-    gm_pop = _city_first(rng, _gemeente_populations(rng, n_gm, scale.persons), scale)
-    gm_num = rng.choice(np.arange(1, 2000), size=n_gm, replace=False)
-    gm_code = np.array([f"GM{k:04d}" for k in gm_num], dtype=object)
-    gm_name = names.place_names(rng, n_gm)
-    gm_riec = np.empty(n_gm, dtype=object)
-    gm_geom = np.empty(n_gm, dtype=object)
-    gm_centre = np.empty((n_gm, 2))
-    gm_city = np.zeros(n_gm, dtype=bool)
-    mean_area = sum(riec_geom[c].area for c in riec_codes) / n_gm
+
+def _gemeenten(
+    rng: np.random.Generator, scale: Scale, riec_geom: Mapping[str, shapely.Geometry]
+) -> _Gemeenten:
+    """Populations, codes and names of the gemeenten, then their cells region by region."""
+    riec_codes = [c for c in RIEC_REGIONS if c in scale.gemeenten_per_riec]
+    n = scale.n_gemeenten
+    pop = _city_first(rng, _gemeente_populations(rng, n, scale.persons), scale)
+    numbers = rng.choice(np.arange(1, 2000), size=n, replace=False)
+    gm_names = names.place_names(rng, n)
+    riec = np.empty(n, dtype=object)
+    geom = np.empty(n, dtype=object)
+    centre = np.empty((n, 2))
+    city = np.zeros(n, dtype=bool)
+    mean_area = sum(riec_geom[c].area for c in riec_codes) / n
     start = 0
-    for riec in riec_codes:
-        k = scale.gemeenten_per_riec[riec]
+    for code in riec_codes:
+        k = scale.gemeenten_per_riec[code]
         members = np.arange(start, start + k)
         start += k
-        region = riec_geom[riec]
+        region = riec_geom[code]
         # The region's first gemeente is its city (the largest, see _city_first) and sits
         # on the region's seed point; the others crowd mildly around it, like suburbs.
-        gm_city[members[0]] = True
-        sx, sy = RIEC_SEEDS[riec]
-        density = _Density(sx, sy, 0.35 * np.sqrt(region.area), floor=1.0)
+        city[members[0]] = True
+        sx, sy = RIEC_SEEDS[code]
+        suburbs = _Density(sx, sy, 0.35 * np.sqrt(region.area), floor=1.0)
         # Keep other seeds off the city so that its cell grows with its population
         # (area ~ population**0.35: Dutch cities are denser, not just bigger). Measured
         # against the whole world, as regions differ a lot in gemeenten per km².
-        target = min(mean_area * (gm_pop[members[0]] / gm_pop.mean()) ** 0.35,
-                     0.4 * region.area)  # fmt: skip
+        size = (pop[members[0]] / pop.mean()) ** 0.35
+        target = min(mean_area * size, 0.4 * region.area)
         clear = _CITY_CLEAR_FACTOR * np.sqrt(target / np.pi) if k > 1 else 0.0
-        cells, seeds = _split(
-            rng, region, k, density=density, fixed=(sx, sy), clear_radius=clear
-        )
-        gm_geom[members] = list(cells)
-        gm_centre[members] = seeds
-        gm_riec[members] = riec
+        cells, seeds = _split(rng, region, k, density=suburbs, fixed=(sx, sy), clear_radius=clear)
+        geom[members] = list(cells)
+        centre[members] = seeds
+        riec[members] = code
     # Cities are the regional centres plus the largest tenth of gemeenten anywhere.
-    urban = gm_city | (gm_pop >= np.quantile(gm_pop, 0.9))
-
-    # ---- wijken
-    n_wk = _apportion(scale.wijken, gm_pop**_WIJK_POP_EXPONENT, lo=1, hi=MAX_CHILDREN)
-    gm_density = [
+    urban = city | (pop >= np.quantile(pop, 0.9))
+    density = [
         _Density(
-            float(gm_centre[g, 0]),
-            float(gm_centre[g, 1]),
-            (0.2 if urban[g] else 0.3) * np.sqrt(gm_geom[g].area),
+            float(centre[g, 0]),
+            float(centre[g, 1]),
+            (0.2 if urban[g] else 0.3) * np.sqrt(geom[g].area),
             floor=0.15 if urban[g] else 1.0,
         )
-        for g in range(n_gm)
+        for g in range(n)
     ]
-    wk_gm: list[int] = []
-    wk_idx: list[int] = []
-    wk_geom: list[shapely.Geometry] = []
-    wk_pop: list[float] = []
-    wk_name: list[str] = []
-    for g in range(n_gm):
-        cells, seeds = _split(rng, gm_geom[g], int(n_wk[g]), density=gm_density[g])
-        centre = (float(gm_centre[g, 0]), float(gm_centre[g, 1]))
-        cells = cells[_order_from(seeds, centre)]
+    return _Gemeenten(
+        code=[f"GM{k:04d}" for k in numbers],
+        name=gm_names,
+        riec=list(riec),
+        geom=geom,
+        centre=centre,
+        pop=pop,
+        urban=urban,
+        density=density,
+    )
+
+
+def _wijken(rng: np.random.Generator, scale: Scale, gm: _Gemeenten) -> _Children:
+    """Split every gemeente into wijken and share its population out over them."""
+    counts = _apportion(scale.wijken, gm.pop**_WIJK_POP_EXPONENT, lo=1, hi=MAX_CHILDREN)
+    parent: list[int] = []
+    index: list[int] = []
+    geom: list[shapely.Geometry] = []
+    pop: list[float] = []
+    wk_names: list[str] = []
+    for g, k in enumerate(counts):
+        cells, seeds = _split(rng, gm.geom[g], int(k), density=gm.density[g])
+        cells = cells[_order_from(seeds, gm.centre[g])]
         share = _area_shares(rng, shapely.area(cells))
-        numbered = rng.random() < (0.2 if urban[g] else 0.5)
-        wk_name += names.wijk_names(
-            rng, _directions(cells, centre), place=gm_name[g], numbered=numbered,
-            urban=bool(urban[g]),
-        )  # fmt: skip
-        wk_gm += [g] * len(cells)
-        wk_idx += list(range(len(cells)))
-        wk_geom += list(cells)
-        wk_pop += list(gm_pop[g] * share)
-    wk_gm_a = np.array(wk_gm)
-    wk_pop_a = np.array(wk_pop)
-
-    # ---- buurten
-    n_bu = _apportion(scale.buurten, wk_pop_a, lo=1, hi=MAX_CHILDREN)
-    bu_wk: list[int] = []
-    bu_idx: list[int] = []
-    bu_geom: list[shapely.Geometry] = []
-    bu_share: list[float] = []
-    for w in range(len(wk_geom)):
-        g = wk_gm[w]
-        cells, seeds = _split(rng, wk_geom[w], int(n_bu[w]), density=gm_density[g])
-        cells = cells[_order_from(seeds, (float(gm_centre[g, 0]), float(gm_centre[g, 1])))]
-        bu_share += list(_area_shares(rng, shapely.area(cells)))
-        bu_wk += [w] * len(cells)
-        bu_idx += list(range(len(cells)))
-        bu_geom += list(cells)
-    bu_wk_a = np.array(bu_wk)
-    bu_gm_a = wk_gm_a[bu_wk_a]
-    bu_geom_a = np.array(bu_geom, dtype=object)
-    bu_area = shapely.area(bu_geom_a)
-    bu_kind = _near_empty_kinds(rng, bu_area, bu_wk_a, bu_gm_a, n_bu)
-    bu_pop = _buurt_populations(rng, np.array(bu_share), bu_kind, bu_wk_a, wk_pop_a)
-
-    bu_name: list[str] = []
-    # Buurten were appended wijk by wijk, so each wijk's buurten are one slice.
-    bu_start = np.concatenate([[0], np.cumsum(n_bu)])
-    for w in range(len(wk_geom)):
-        sel = slice(int(bu_start[w]), int(bu_start[w + 1]))
-        g = wk_gm[w]
-        centre = (float(gm_centre[g, 0]), float(gm_centre[g, 1]))
-        bu_name += names.buurt_names(
+        numbered = rng.random() < (0.2 if gm.urban[g] else 0.5)
+        wk_names += names.wijk_names(
             rng,
-            _directions(bu_geom_a[sel], centre),
-            [str(k) for k in bu_kind[sel]],
-            central=wk_idx[w] == 0 and n_wk[g] > 1,
+            _directions(cells, gm.centre[g]),
+            place=gm.name[g],
+            numbered=numbered,
+            urban=bool(gm.urban[g]),
         )
+        parent += [g] * len(cells)
+        index += range(len(cells))
+        geom += list(cells)
+        pop += list(gm.pop[g] * share)
+    return _Children(
+        parent=np.array(parent),
+        index=np.array(index),
+        geom=np.array(geom, dtype=object),
+        pop=np.array(pop),
+        name=wk_names,
+    )
 
-    # ---- assemble
-    wk_code = [f"WK{gm_code[g][2:]}{i:02d}" for g, i in zip(wk_gm, wk_idx, strict=True)]
-    bu_code = [f"BU{wk_code[w][2:]}{i:02d}" for w, i in zip(bu_wk, bu_idx, strict=True)]
-    n_w, n_b = len(wk_code), len(bu_code)
-    wk_riec = [gm_riec[g] for g in wk_gm]
+
+def _buurten(rng: np.random.Generator, scale: Scale, gm: _Gemeenten, wk: _Children) -> _Children:
+    """Split every wijk into buurten, mark the near-empty ones, then name them."""
+    counts = _apportion(scale.buurten, wk.pop, lo=1, hi=MAX_CHILDREN)
+    cells_per_wijk: list[np.ndarray] = []
+    share: list[float] = []
+    for w, k in enumerate(counts):
+        g = wk.parent[w]
+        cells, seeds = _split(rng, wk.geom[w], int(k), density=gm.density[g])
+        cells = cells[_order_from(seeds, gm.centre[g])]
+        cells_per_wijk.append(cells)
+        share += list(_area_shares(rng, shapely.area(cells)))
+    parent = np.repeat(np.arange(len(counts)), counts)
+    index = np.concatenate([np.arange(k) for k in counts])
+    geom = np.concatenate(cells_per_wijk)
+    kind = _near_empty_kinds(rng, shapely.area(geom), parent, wk.parent[parent], counts)
+    pop = _buurt_populations(rng, np.array(share), kind, parent, wk.pop)
+
+    bu_names: list[str] = []
+    n_wijken = np.bincount(wk.parent, minlength=len(gm.code))
+    # Buurten were built wijk by wijk, so each wijk's buurten are one slice.
+    start = np.concatenate([[0], np.cumsum(counts)])
+    for w in range(len(counts)):
+        sel = slice(int(start[w]), int(start[w + 1]))
+        g = wk.parent[w]
+        bu_names += names.buurt_names(
+            rng,
+            _directions(geom[sel], gm.centre[g]),
+            [str(k) for k in kind[sel]],
+            central=bool(wk.index[w] == 0 and n_wijken[g] > 1),
+        )
+    return _Children(parent=parent, index=index, geom=geom, pop=pop, name=bu_names)
+
+
+def _assemble(
+    scale: Scale,
+    riec_geom: Mapping[str, shapely.Geometry],
+    gm: _Gemeenten,
+    wk: _Children,
+    bu: _Children,
+) -> gpd.GeoDataFrame:
+    """Stack the four levels into the output frame, sorted, with areas and weights."""
+    riec_codes = [c for c in RIEC_REGIONS if c in scale.gemeenten_per_riec]
+    gm_code = np.array(gm.code, dtype=object)
+    gm_riec = np.array(gm.riec, dtype=object)
+    wk_code = np.array(
+        [f"WK{gm.code[g][2:]}{i:02d}" for g, i in zip(wk.parent, wk.index, strict=True)],
+        dtype=object,
+    )
+    bu_code = [f"BU{wk_code[w][2:]}{i:02d}" for w, i in zip(bu.parent, bu.index, strict=True)]
+    bu_gm = wk.parent[bu.parent]
     frames = [
-        _frame("riec", riec_codes, [RIEC_REGIONS[c] for c in riec_codes], None,
-               riec_codes, None, None, [riec_geom[c] for c in riec_codes], None),
-        _frame("gemeente", list(gm_code), gm_name, list(gm_riec), list(gm_riec),
-               list(gm_code), None, list(gm_geom), None),
-        _frame("wijk", wk_code, wk_name, [gm_code[g] for g in wk_gm], wk_riec,
-               [gm_code[g] for g in wk_gm], wk_code, wk_geom, None),
-        _frame("buurt", bu_code, bu_name, [wk_code[w] for w in bu_wk],
-               [wk_riec[w] for w in bu_wk], [gm_code[g] for g in bu_gm_a],
-               [wk_code[w] for w in bu_wk], bu_geom, bu_pop),
-    ]  # fmt: skip
-    assert len(frames[2]) == n_w and len(frames[3]) == n_b
+        _frame(
+            "riec",
+            riec_codes,
+            [RIEC_REGIONS[c] for c in riec_codes],
+            geoms=[riec_geom[c] for c in riec_codes],
+            riec=riec_codes,
+        ),
+        _frame(
+            "gemeente",
+            gm.code,
+            gm.name,
+            geoms=gm.geom,
+            parent=gm.riec,
+            riec=gm.riec,
+            gemeente=gm.code,
+        ),
+        _frame(
+            "wijk",
+            wk_code,
+            wk.name,
+            geoms=wk.geom,
+            parent=gm_code[wk.parent],
+            riec=gm_riec[wk.parent],
+            gemeente=gm_code[wk.parent],
+            wijk=wk_code,
+        ),
+        _frame(
+            "buurt",
+            bu_code,
+            bu.name,
+            geoms=bu.geom,
+            parent=wk_code[bu.parent],
+            riec=gm_riec[bu_gm],
+            gemeente=gm_code[bu_gm],
+            wijk=wk_code[bu.parent],
+            pop=bu.pop,
+        ),
+    ]
     df = pd.concat(frames, ignore_index=True)
     df["_rank"] = df["level"].map({lvl: i for i, lvl in enumerate(LEVELS)})
     df = df.sort_values(["_rank", "area_code"], kind="stable", ignore_index=True)
     df = df.drop(columns="_rank")
-
+    # Normalise after sorting: np.sum depends on order, and "sums to exactly 1" should
+    # hold for the buurt rows as they come out.
     is_bu = (df["level"] == "buurt").to_numpy()
     df.loc[is_bu, "population_weight"] = _unit_sum(df.loc[is_bu, "population_weight"].to_numpy())
     geoms = df.pop("geometry").to_numpy()
@@ -620,29 +705,34 @@ def build_geography(scale: Scale, *, rng: np.random.Generator) -> gpd.GeoDataFra
     return out[list(COLUMNS)]
 
 
+# A column's values: a list, or an object array of strings or geometries.
+_Values = Sequence[str] | Sequence[shapely.Geometry] | np.ndarray
+
+
 def _frame(
     level: str,
-    codes: list[str],
-    area_names: list[str],
-    parents: list[str] | None,
-    riec: list[str],
-    gemeente: list[str] | None,
-    wijk: list[str] | None,
-    geoms: list[shapely.Geometry],
-    pop: np.ndarray | None,
+    codes: _Values,
+    area_names: _Values,
+    *,
+    geoms: _Values,
+    riec: _Values,
+    parent: _Values | None = None,
+    gemeente: _Values | None = None,
+    wijk: _Values | None = None,
+    pop: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One level's rows; None columns are all-NA."""
+    """One level's rows; code columns left as None are all-NA."""
     n = len(codes)
 
-    def col(values: list[str] | None) -> pd.Series:
-        return pd.Series([None] * n if values is None else values, dtype="str")
+    def col(values: _Values | None) -> pd.Series:
+        return pd.Series([None] * n if values is None else list(values), dtype="str")
 
     return pd.DataFrame(
         {
             "area_code": col(codes),
             "level": col([level] * n),
-            "area_name": col(list(area_names)),
-            "parent_code": col(parents),
+            "area_name": col(area_names),
+            "parent_code": col(parent),
             "riec_code": col(riec),
             "gemeente_code": col(gemeente),
             "wijk_code": col(wijk),

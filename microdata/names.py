@@ -12,6 +12,7 @@ is ever iterated over, so the same generator state always gives the same names.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -163,9 +164,7 @@ def _unique(
     return name
 
 
-def place_names(
-    rng: np.random.Generator, n: int, *, taken: set[str] | None = None
-) -> list[str]:
+def place_names(rng: np.random.Generator, n: int, *, taken: set[str] | None = None) -> list[str]:
     """Return *n* distinct place names, none of them in *taken*.
 
     Parameters
@@ -184,7 +183,8 @@ def place_names(
         *n* distinct names.
     """
     used = set() if taken is None else taken
-    return [_unique(rng, lambda: place_name(rng), used, "Nieuwdorp") for _ in range(n)]
+    make = partial(place_name, rng)
+    return [_unique(rng, make, used, "Nieuwdorp") for _ in range(n)]
 
 
 def _de_name(rng: np.random.Generator) -> str:
@@ -252,12 +252,8 @@ def wijk_names(
                 base = "Binnenstad" if urban and rng.random() < 0.5 else "Centrum"
             taken.add(base)
         else:
-            base = _unique(
-                rng,
-                lambda d=direction: _wijk_plain(rng, d, urban=urban),
-                taken,
-                f"{direction} {place}",
-            )
+            make = partial(_wijk_plain, rng, direction, urban=urban)
+            base = _unique(rng, make, taken, f"{direction} {place}")
         names.append(f"Wijk {i:02d} {base}" if numbered or n == 1 else base)
     return names
 
@@ -269,6 +265,17 @@ def _buurt_plain(rng: np.random.Generator, direction: str) -> str:
     if u < 0.9:
         return _compound(rng, _BUURT_SUFFIXES)
     return f"{_pick(rng, _COMPOUND_STEMS)}buurt-{direction}"
+
+
+def _buurt_candidate(rng: np.random.Generator, kind: str, direction: str) -> str:
+    """One candidate name for a buurt of the given kind."""
+    if kind == "buitengebied":
+        return f"Buitengebied {direction}"
+    if kind == "bedrijventerrein":
+        if rng.random() < 0.5:
+            return f"Bedrijventerrein {direction}"
+        return f"Bedrijventerrein {_de_name(rng)}"
+    return _buurt_plain(rng, direction)
 
 
 def buurt_names(
@@ -305,26 +312,17 @@ def buurt_names(
     taken: set[str] = set()
     names: list[str] = []
     for i, (direction, kind) in enumerate(zip(directions, kinds, strict=True)):
-        if kind == "buitengebied":
-            make: Callable[[], str] = lambda d=direction: f"Buitengebied {d}"  # noqa: E731
-            fallback = f"Buitengebied {direction}"
-        elif kind == "bedrijventerrein":
-            make = lambda d=direction: (  # noqa: E731
-                f"Bedrijventerrein {d}"
-                if rng.random() < 0.5
-                else f"Bedrijventerrein {_de_name(rng)}"
-            )
-            fallback = f"Bedrijventerrein {direction}"
-        elif kind == "woon":
-            if i == 0 and central:
-                taken.add("Centrum")
-                names.append("Centrum")
-                continue
-            make = lambda d=direction: _buurt_plain(rng, d)  # noqa: E731
-            fallback = f"Buurt {direction}"
-        else:
-            raise ValueError(
-                f"buurt_names: unknown buurt kind {kind!r}; use one of {BUURT_KINDS}"
-            )
+        if kind not in BUURT_KINDS:
+            raise ValueError(f"buurt_names: unknown buurt kind {kind!r}; use one of {BUURT_KINDS}")
+        if kind == "woon" and i == 0 and central:
+            taken.add("Centrum")
+            names.append("Centrum")
+            continue
+        fallback = {
+            "woon": f"Buurt {direction}",
+            "bedrijventerrein": f"Bedrijventerrein {direction}",
+            "buitengebied": f"Buitengebied {direction}",
+        }[kind]
+        make = partial(_buurt_candidate, rng, kind, direction)
         names.append(_unique(rng, make, taken, fallback))
     return names

@@ -24,27 +24,27 @@ MIN_AGE_SUSPECT = 12
 
 GENERATOR_VERSION = "1.0.0"
 
-LATENT_NOISE_SD = MappingProxyType({"hennep": 1.0, "jonge_aanwas": 1.0})
+LATENT_NOISE_SD = MappingProxyType({"hennep": 0.5, "jonge_aanwas": 0.6})
 
 #: Cannabis farm at a dwelling in year t, from the state at the end of t-1.
 HENNEP = MappingProxyType(
     {
-        "intercept": -9.35,
-        "vacant": 0.9,
-        "single_resident": 0.45,
-        "problematic_debts": 0.9,
-        "income_z": -0.35,
-        "resident_drug_suspicion": 1.3,
+        "intercept": -10.45,
+        "vacant": 1.3,
+        "single_resident": 0.75,
+        "problematic_debts": 1.4,
+        "income_z": -0.65,
+        "resident_drug_suspicion": 1.8,
         "terraced": 0.35,
         "semi_detached": 0.2,
         "detached": 0.6,
         "apartment": -0.45,
         "social_rent": 0.45,
-        "private_rent": 0.8,
-        "owner_foreign": 0.9,
+        "private_rent": 1.0,
+        "owner_foreign": 1.3,
         "rural": 0.25,
-        "farms_buurt_3y_log1p": 0.7,
-        "farms_neighbours_3y_log1p": 0.3,
+        "farm_in_buurt_3y": 0.6,
+        "farm_in_neighbours_3y": 0.3,
     }
 )
 #: Regional differences (log-odds) in farm risk per RIEC region.
@@ -66,18 +66,18 @@ HENNEP_REGION = MappingProxyType(
 #: First drug-offence suspicion in year t (ages 12+), from the state at the end of t-1.
 JONGE_AANWAS = MappingProxyType(
     {
-        "intercept": -5.6,
+        "intercept": -6.3,
         "age_peak": 18.5,
         "age_curvature": -0.03,
-        "male": 0.9,
-        "early_school_leaver": 0.9,
-        "halt_count": 0.45,
-        "youth_probation": 0.8,
-        "earlier_non_drug_suspicion": 1.0,
-        "suspected_family_member": 0.7,
-        "household_debt_restructuring": 0.5,
-        "single_parent_household": 0.4,
-        "no_income": 0.6,
+        "male": 1.0,
+        "early_school_leaver": 1.1,
+        "halt_count": 0.55,
+        "youth_probation": 1.0,
+        "earlier_non_drug_suspicion": 1.3,
+        "suspected_family_member": 0.8,
+        "household_debt_restructuring": 0.7,
+        "single_parent_household": 0.5,
+        "no_income": 0.8,
         "youth_care": 0.3,
     }
 )

@@ -110,7 +110,7 @@ def make_buurten(areas: pd.DataFrame, persons: int, rng: np.random.Generator) ->
     gm = gm_codes.get_indexer(b["gemeente_code"])
     gm_effect = rng.normal(0, 0.4, len(gm_codes))[gm]
     deprivation = 0.25 * (3 - urb) + gm_effect + rng.normal(0, 0.8, n)
-    migrant = sigmoid(-1.9 + 0.45 * (3 - urb) + 0.45 * deprivation + rng.normal(0, 0.35, n))
+    migrant = sigmoid(-1.2 + 0.45 * (3 - urb) + 0.45 * deprivation + rng.normal(0, 0.35, n))
     riec = b["riec_code"].to_numpy()
     riec_price = pd.Series(riec).map(
         {"RIEC05": 0.45, "RIEC04": 0.15, "RIEC03": 0.15, "RIEC06": 0.1, "RIEC01": -0.25,

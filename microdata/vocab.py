@@ -64,8 +64,8 @@ BRANCHES = MappingProxyType(
         "47111": ("Supermarkten", False, 0.35, 5_200_000),
         "47710": ("Kledingwinkels", False, 0.9, 450_000),
         "69201": ("Accountants en administratiekantoren", False, 4.0, 310_000),
-        "70221": ("Organisatie-adviesbureaus", False, 35.0, 120_000),
-        "41000": ("Bouw", False, 28.0, 240_000),
+        "70221": ("Organisatie-adviesbureaus", False, 42.0, 120_000),
+        "41000": ("Bouw", False, 33.0, 240_000),
         "62010": ("Softwareontwikkeling", False, 15.0, 260_000),
         "47190": ("Overige winkels", False, 7.0, 280_000),
     }
