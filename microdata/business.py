@@ -12,8 +12,6 @@ distance to facilities), the establishment's size, and yearly noise. Two things 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -53,7 +51,6 @@ def generate_business(
     seed: int,
     sink: Sink,
     truth: Sink,
-    progress: Callable[[str], None] = lambda _m: None,
 ) -> dict[int, np.ndarray]:
     """Write ``branches``, ``establishments``, ``turnover`` and the turnover truth.
 
@@ -97,7 +94,6 @@ def generate_business(
     keep = closed != founded
     est_b, est_k, founded, closed = est_b[keep], est_k[keep], founded[keep], closed[keep]
     E = len(est_b)
-    progress(f"{E:,} establishments")
 
     employees = np.maximum(
         1, np.round(MEDIAN_EMPLOYEES[est_k] * np.exp(rng.normal(0, 0.7, E)))
@@ -152,7 +148,7 @@ def generate_business(
     )
     sink.emit("establishments", pa.table({
         "establishment_id": np.arange(E, dtype=np.int32),
-        "buurt_code": pa.array(bu.code[est_b]).dictionary_encode(),
+        "buurt_code": pa.DictionaryArray.from_arrays(pa.array(est_b), pa.array(bu.code.astype(str))),
         "sbi": pa.DictionaryArray.from_arrays(pa.array(est_k), sbi_dict),
         "legal_form": pa.DictionaryArray.from_arrays(pa.array(legal), pa.array(list(vocab.LEGAL_FORM))),
         "employees": employees,

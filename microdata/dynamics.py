@@ -663,6 +663,7 @@ class Simulator:
         self.rec_own.restart(got, y)
         st.hh_dwelling[new_hh] = got
         st.dw_occupant[got] = new_hh
+        self.rec_res.update(new_hh, {"dwelling_id": got.astype(np.int32)}, y)
         sold[got[self.own[got] == OWN["owner_occupied"]]] = True
         # Movers take what is still vacant; 80% look in their own gemeente.
         free = np.flatnonzero((st.dw_occupant < 0) & (st.dw_build_year <= y))
@@ -743,7 +744,7 @@ class Simulator:
         self.rec_debts = SpellRecorder(
             self.sink, "problematic_debts", id_column="household_id",
             values={"debts": self.debts.copy()}, start_year=params.FIRST_YEAR,
-            active=lambda v: v["debts"], encode=lambda n, v: pa.array(v),
+            active=lambda v: v["debts"], encode=lambda n, v: pa.array(v), drop=("debts",),
         )
         for y in range(params.HISTORY_FROM, params.LAST_YEAR + 1):
             self.progress(f"year {y}")

@@ -23,6 +23,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+import shapely.affinity
 from scipy.special import ndtri
 
 from microdata import names
@@ -80,6 +81,15 @@ _SHARE_NOISE_SIGMA = 0.35
 # 10 units that disclosure control has to suppress.
 _NEAR_EMPTY_SHARE = 0.04
 _NEAR_EMPTY_PERSONS = (1.0, 20.0)
+# Persons per km² no wijk or buurt exceeds (the densest Dutch buurten reach ~30k); it
+# keeps small central cells from drawing a crowd that would not fit.
+_MAX_DENSITY_KM2 = 25_000.0
+# Wijken average over more ground, so their cap is lower; it also leaves the buurten of
+# a full wijk room to differ.
+_MAX_WIJK_DENSITY_KM2 = 15_000.0
+# A wijk gets no more buurten than its area divided by this (m²): 2 ha, about the
+# smallest real buurten.
+_MIN_BUURT_M2 = 20_000.0
 # Regions in the order their cities rank, as in the real country (Amsterdam, Rotterdam,
 # Den Haag, Utrecht, Eindhoven, Groningen, Tilburg/Breda, Nijmegen/Arnhem, Maastricht,
 # Haarlem/Zaanstad).
@@ -309,6 +319,32 @@ def _riec_polygons(outline: shapely.Polygon) -> dict[str, shapely.Geometry]:
     return dict(zip(RIEC_SEEDS, cells, strict=True))
 
 
+#: Land per registered person in the Netherlands (about 37,400 km2 of outline for 17.9M).
+LAND_PER_PERSON_M2 = 2_090.0
+
+
+def _shrink_to_scale(regions: dict[str, shapely.Geometry], scale: Scale) -> dict[str, shapely.Geometry]:
+    """Shrink the regions a smaller world uses around their seeds, keeping Dutch densities.
+
+    A ``region`` world of 300k persons spread over three whole RIEC regions would be as thin
+    as the Veluwe everywhere; scaling each used region about its seed point (and clipping
+    to the original, so it stays inside) gives the land a world of that size would have.
+    The national scale uses the regions whole.
+    """
+    used = {c: g for c, g in regions.items() if c in scale.gemeenten_per_riec}
+    total = float(sum(shapely.area(g) for g in used.values()))
+    target = scale.persons * LAND_PER_PERSON_M2
+    if target >= total:
+        return regions
+    f = float(np.sqrt(target / total))
+    out = dict(regions)
+    for code, geom in used.items():
+        x, y = RIEC_SEEDS[code]
+        shrunk = shapely.intersection(shapely.affinity.scale(geom, f, f, origin=(x, y)), geom)
+        out[code] = _polygonal(shapely.make_valid(shrunk))
+    return out
+
+
 # ----------------------------------------------------------------------- population
 
 
@@ -351,18 +387,19 @@ def _city_first(rng: np.random.Generator, pop: np.ndarray, scale: Scale) -> np.n
     return np.array(out)
 
 
-def _apportion(total: int, weights: np.ndarray, *, lo: int, hi: int) -> np.ndarray:
+def _apportion(total: int, weights: np.ndarray, *, lo: int, hi: int | np.ndarray) -> np.ndarray:
     """Split the integer *total* proportionally to *weights*, each part in [lo, hi].
 
     Water-filling (find the scale at which the clipped quotas add up to *total*), then
-    largest remainders. Exact: the result sums to *total*.
+    largest remainders. Exact: the result sums to *total*. *hi* may differ per part.
     """
     n = len(weights)
-    if not n * lo <= total <= n * hi:
-        raise ValueError(f"cannot split {total} into {n} parts of {lo} to {hi} each")
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), (n,))
+    if not (n * lo <= total <= hi.sum() and (hi >= lo).all()):
+        raise ValueError(f"cannot split {total} into {n} parts of {lo} to {hi.max()} each")
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
-    t_lo, t_hi = 0.0, float(total) * n * hi + 1.0
+    t_lo, t_hi = 0.0, float(total) * float(hi.max()) / w.min() + 1.0
     for _ in range(200):
         t = 0.5 * (t_lo + t_hi)
         if np.clip(t * w, lo, hi).sum() < total:
@@ -388,6 +425,34 @@ def _area_shares(rng: np.random.Generator, areas: np.ndarray) -> np.ndarray:
     """Population shares of sibling cells: smaller cells get more, with lognormal noise."""
     w = areas**_SHARE_AREA_EXPONENT * rng.lognormal(0.0, _SHARE_NOISE_SIGMA, len(areas))
     return w / w.sum()
+
+
+def _spread(
+    total: float,
+    share: np.ndarray,
+    area_m2: np.ndarray,
+    *,
+    max_density: float = _MAX_DENSITY_KM2,
+) -> np.ndarray:
+    """Persons per sibling cell: *total* split by *share*, no cell above *max_density*.
+
+    What a full cell cannot hold goes to the others in proportion to their shares
+    (water-filling), so small central cells saturate at the cap (persons per km²)
+    instead of reaching absurd densities. Where the siblings together cannot hold
+    *total* at the cap, the cap is raised to 1.5 times their mean density.
+    """
+    area_km2 = area_m2 / 1e6
+    cap = area_km2 * max(max_density, 1.5 * total / area_km2.sum())
+    pop = total * share
+    for _ in range(len(pop)):
+        full = pop >= cap
+        excess = float((pop[full] - cap[full]).sum())
+        if excess <= 1e-9 * total:
+            break
+        pop[full] = cap[full]
+        room = ~full
+        pop[room] += excess * pop[room] / pop[room].sum()
+    return pop
 
 
 # -------------------------------------------------------------------------- builder
@@ -504,7 +569,7 @@ def build_geography(scale: Scale, *, rng: np.random.Generator) -> gpd.GeoDataFra
     ['riec', 'gemeente', 'wijk', 'buurt']
     """
     _check_scale(scale)
-    riec_geom = _riec_polygons(load_outline())
+    riec_geom = _shrink_to_scale(_riec_polygons(load_outline()), scale)
     gm = _gemeenten(rng, scale, riec_geom)
     wk = _wijken(rng, scale, gm)
     bu = _buurten(rng, scale, gm, wk)
@@ -580,7 +645,8 @@ def _wijken(rng: np.random.Generator, scale: Scale, gm: _Gemeenten) -> _Children
     for g, k in enumerate(counts):
         cells, seeds = _split(rng, gm.geom[g], int(k), density=gm.density[g])
         cells = cells[_order_from(seeds, gm.centre[g])]
-        share = _area_shares(rng, shapely.area(cells))
+        area = shapely.area(cells)
+        share = _area_shares(rng, area)
         numbered = rng.random() < (0.2 if gm.urban[g] else 0.5)
         wk_names += names.wijk_names(
             rng,
@@ -592,7 +658,7 @@ def _wijken(rng: np.random.Generator, scale: Scale, gm: _Gemeenten) -> _Children
         parent += [g] * len(cells)
         index += range(len(cells))
         geom += list(cells)
-        pop += list(gm.pop[g] * share)
+        pop += list(_spread(gm.pop[g], share, area, max_density=_MAX_WIJK_DENSITY_KM2))
     return _Children(
         parent=np.array(parent),
         index=np.array(index),
@@ -604,7 +670,11 @@ def _wijken(rng: np.random.Generator, scale: Scale, gm: _Gemeenten) -> _Children
 
 def _buurten(rng: np.random.Generator, scale: Scale, gm: _Gemeenten, wk: _Children) -> _Children:
     """Split every wijk into buurten, mark the near-empty ones, then name them."""
-    counts = _apportion(scale.buurten, wk.pop, lo=1, hi=MAX_CHILDREN)
+    # Small wijken cannot hold many buurten, however many people they have.
+    room = np.clip(shapely.area(wk.geom) // _MIN_BUURT_M2, 1, MAX_CHILDREN).astype(np.int64)
+    if room.sum() < scale.buurten:
+        room[:] = MAX_CHILDREN
+    counts = _apportion(scale.buurten, wk.pop, lo=1, hi=room)
     cells_per_wijk: list[np.ndarray] = []
     share: list[float] = []
     for w, k in enumerate(counts):
@@ -616,8 +686,9 @@ def _buurten(rng: np.random.Generator, scale: Scale, gm: _Gemeenten, wk: _Childr
     parent = np.repeat(np.arange(len(counts)), counts)
     index = np.concatenate([np.arange(k) for k in counts])
     geom = np.concatenate(cells_per_wijk)
-    kind = _near_empty_kinds(rng, shapely.area(geom), parent, wk.parent[parent], counts)
-    pop = _buurt_populations(rng, np.array(share), kind, parent, wk.pop)
+    area = shapely.area(geom)
+    kind = _near_empty_kinds(rng, area, parent, wk.parent[parent], counts, wk.pop)
+    pop = _buurt_populations(rng, np.array(share), area, kind, counts, wk.pop)
 
     bu_names: list[str] = []
     n_wijken = np.bincount(wk.parent, minlength=len(gm.code))
@@ -749,12 +820,14 @@ def _near_empty_kinds(
     wijk: np.ndarray,
     gemeente: np.ndarray,
     n_per_wijk: np.ndarray,
+    wijk_pop: np.ndarray,
 ) -> np.ndarray:
     """Mark about 4% of buurten as near-empty: ``bedrijventerrein`` or ``buitengebied``.
 
     Large buurten (for their gemeente) are the likeliest: rural outskirts and industrial
     estates. At most half the buurten of a wijk are marked, and never a wijk's only buurt,
-    so every wijk keeps inhabitants.
+    so every wijk keeps inhabitants; and a wijk keeps enough inhabited land to house its
+    people below :data:`_MAX_DENSITY_KM2`.
     """
     n = len(area)
     kind = np.full(n, "woon", dtype=object)
@@ -767,13 +840,15 @@ def _near_empty_kinds(
     key = np.log(rel) + rng.gumbel(size=n)
     room = n_per_wijk // 2
     used = np.zeros(len(n_per_wijk), dtype=np.int64)
+    spare_m2 = np.bincount(wijk, weights=area) - wijk_pop / _MAX_DENSITY_KM2 * 1e6
     chosen = 0
     for i in np.argsort(-key, kind="stable"):
         if chosen == target:
             break
         w = wijk[i]
-        if used[w] < room[w]:
+        if used[w] < room[w] and spare_m2[w] >= area[i]:
             used[w] += 1
+            spare_m2[w] -= area[i]
             chosen += 1
             kind[i] = "buitengebied" if rel[i] >= 1.0 else "bedrijventerrein"
     return kind
@@ -782,23 +857,31 @@ def _near_empty_kinds(
 def _buurt_populations(
     rng: np.random.Generator,
     share: np.ndarray,
+    area_m2: np.ndarray,
     kind: np.ndarray,
-    wijk: np.ndarray,
+    counts: np.ndarray,
     wijk_pop: np.ndarray,
 ) -> np.ndarray:
-    """Persons per buurt: near-empty ones get a handful, the rest share the wijk's."""
-    empty = kind != "woon"
-    pop = np.zeros(len(share))
+    """Persons per buurt: near-empty ones get a handful, the rest share the wijk's.
+
+    Buurten come wijk by wijk, ``counts[w]`` of them for wijk ``w``.
+    """
     lo, hi = _NEAR_EMPTY_PERSONS
     tiny = rng.uniform(lo, hi, len(share))
-    # Never take more than 5% of a small wijk's people for its near-empty buurten.
-    n_empty = np.bincount(wijk, weights=empty, minlength=len(wijk_pop))
-    cap = 0.05 * wijk_pop[wijk] / np.maximum(n_empty[wijk], 1.0)
-    pop[empty] = np.minimum(tiny, cap)[empty]
-    rest = wijk_pop - np.bincount(wijk, weights=pop, minlength=len(wijk_pop))
-    live = np.where(empty, 0.0, share)
-    live_sum = np.bincount(wijk, weights=live, minlength=len(wijk_pop))
-    pop[~empty] = (rest[wijk] * live / live_sum[wijk])[~empty]
+    pop = np.zeros(len(share))
+    start = np.concatenate([[0], np.cumsum(counts)])
+    for w, total in enumerate(wijk_pop):
+        sel = slice(int(start[w]), int(start[w + 1]))
+        empty = kind[sel] != "woon"
+        # Never take more than 5% of a small wijk's people for its near-empty buurten.
+        few = np.minimum(tiny[sel][empty], 0.05 * total / max(int(empty.sum()), 1))
+        live = ~empty
+        part = np.zeros(len(empty))
+        part[empty] = few
+        part[live] = _spread(
+            total - few.sum(), share[sel][live] / share[sel][live].sum(), area_m2[sel][live]
+        )
+        pop[sel] = part
     return pop
 
 

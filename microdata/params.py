@@ -29,7 +29,7 @@ LATENT_NOISE_SD = MappingProxyType({"hennep": 0.5, "jonge_aanwas": 0.6})
 #: Cannabis farm at a dwelling in year t, from the state at the end of t-1.
 HENNEP = MappingProxyType(
     {
-        "intercept": -10.45,
+        "intercept": -10.2,
         "vacant": 1.3,
         "single_resident": 0.75,
         "problematic_debts": 1.4,

@@ -116,7 +116,7 @@ def make_buurten(areas: pd.DataFrame, persons: int, rng: np.random.Generator) ->
         {"RIEC05": 0.45, "RIEC04": 0.15, "RIEC03": 0.15, "RIEC06": 0.1, "RIEC01": -0.25,
          "RIEC10": -0.2, "RIEC02": -0.1}
     ).fillna(0.0).to_numpy()
-    price = 2900 * np.exp(0.12 * (3 - urb) - 0.12 * deprivation + riec_price + rng.normal(0, 0.08, n))
+    price = 2200 * np.exp(0.12 * (3 - urb) - 0.12 * deprivation + riec_price + rng.normal(0, 0.08, n))
     distance = np.round(np.exp(rng.normal(-0.2 + 0.35 * (urb - 1), 0.3)), 2)
     names = b["area_name"].astype(str)
     business_park = names.str.startswith("Bedrijventerrein").to_numpy()

@@ -65,6 +65,8 @@ class SpellRecorder:
     active:
         Optional predicate on the value arrays: spells whose values are inactive (for example
         "no debts") are not written. Sparse states stay sparse.
+    drop:
+        Value columns tracked but not written (a sparse flag that is always true when written).
     encode:
         Turns a value array into an Arrow array (for example integer codes to a dictionary
         array with category names).
@@ -81,6 +83,7 @@ class SpellRecorder:
         active: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None,
         encode: Encoder = _plain,
         flush_rows: int = 4_000_000,
+        drop: tuple[str, ...] = (),
     ) -> None:
         self._sink = sink
         self._table = table
@@ -92,6 +95,7 @@ class SpellRecorder:
         self._active = active
         self._encode = encode
         self._flush_rows = flush_rows
+        self._drop = drop
         self._pending: list[dict[str, np.ndarray]] = []
         self._pending_rows = 0
 
@@ -152,7 +156,7 @@ class SpellRecorder:
         if not keep.any():
             return
         chunk = {self._id_column: idx[keep].astype(np.int32)}
-        chunk.update({k: v[keep] for k, v in rows.items()})
+        chunk.update({k: v[keep] for k, v in rows.items() if k not in self._drop})
         chunk["valid_from"] = self._start[idx][keep]
         chunk["valid_to"] = np.full(int(keep.sum()), valid_to, dtype=np.int16)
         self._pending.append(chunk)

@@ -26,6 +26,16 @@ from microdata.spells import Sink
 
 Progress = Callable[[str], None]
 
+#: The progress messages a generation emits, in order (the CLI sizes its bar from this).
+STAGES: tuple[str, ...] = (
+    "areas and geometry",
+    "population",
+    *(f"year {y}" for y in range(params.HISTORY_FROM, params.LAST_YEAR + 1)),
+    "business register",
+    "area statistics",
+    "manifests",
+)
+
 
 def _neighbour_matrix(areas, buurt_codes: np.ndarray) -> sp.csr_matrix:  # noqa: ANN001
     pairs = neighbours(areas, "buurt")
@@ -78,7 +88,7 @@ def generate_world(
     # Dwellings last: construction brought forward during the run changed build years.
     sink.emit("dwellings", pa.table({
         "dwelling_id": np.arange(len(st.dw_type), dtype=np.int32),
-        "buurt_code": pa.array(bu.code[st.dw_buurt]).dictionary_encode(),
+        "buurt_code": pa.DictionaryArray.from_arrays(pa.array(st.dw_buurt), pa.array(bu.code.astype(str))),
         "dwelling_type": _dict(st.dw_type, "DWELLING_TYPE"),
         "surface_m2": st.dw_surface,
         "build_year": st.dw_build_year,
@@ -86,7 +96,7 @@ def generate_world(
     }))
 
     progress("business register")
-    est = generate_business(bu, sim.agg, seed=seed, sink=sink, truth=truth, progress=progress)
+    est = generate_business(bu, sim.agg, seed=seed, sink=sink, truth=truth)
     progress("area statistics")
     stats = area_stats(bu, sim.agg, est)
     sink.emit("area_stats", pa.Table.from_pandas(stats, preserve_index=False))

@@ -1,0 +1,204 @@
+"""The ``zicht`` command: parse, validate, dispatch. Nothing else lives here.
+
+Exit codes (see CONTRACT.md): 0 ok; 1 unexpected failure; 2 bad input or usage, with a
+message that names the file, the column, the rule and the fix; 3 disclosure control refused;
+4 ``audit artifacts`` found something.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from microdata.scales import SCALES, get_scale
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_AUDIT = 0, 1, 2, 3, 4
+
+err_console = Console(stderr=True)
+
+
+class BadInput(click.ClickException):
+    """Bad input or usage: exit 2 with one clear message."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def show(self, file: Any = None) -> None:  # noqa: ARG002 - click's signature
+        err_console.print(f"[bold red]error:[/] {self.message}", highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True)
+class Zones:
+    """Where the three zones and the MLflow store are, from the common options."""
+
+    data_dir: Path
+    publish_dir: Path
+    review_dir: Path
+    tracking_uri: str
+
+    @property
+    def world_dir(self) -> Path:
+        return self.data_dir / "world"
+
+
+def _default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every subcommand takes (CONTRACT.md), gathered into a :class:`Zones`."""
+
+    @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"),
+                  show_default=True, help="The secure zone: world, features, predictions.")
+    @click.option("--publish-dir", type=click.Path(path_type=Path), default=Path("publish"),
+                  show_default=True, help="The public zone (written only by disclosure control).")
+    @click.option("--review-dir", type=click.Path(path_type=Path), default=Path("review"),
+                  show_default=True, help="The review zone (aggregates that pass the primary rules).")
+    @click.option("--tracking-uri", default=None, metavar="URI",
+                  help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
+    @functools.wraps(func)
+    def wrapper(*args: Any, data_dir: Path, publish_dir: Path, review_dir: Path,
+                tracking_uri: str | None, **kwargs: Any) -> Any:
+        zones = Zones(data_dir, publish_dir, review_dir, tracking_uri or _default_tracking_uri())
+        return func(*args, zones=zones, **kwargs)
+
+    return wrapper
+
+
+@contextmanager
+def stage_progress(total: int, title: str) -> Iterator[Callable[[str], None]]:
+    """A progress bar advanced by the core's progress messages (quiet when not a terminal)."""
+    with Progress(
+        TextColumn("[bold]{task.fields[title]}[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+        disable=not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task("", total=total, title=title)
+
+        def advance(message: str) -> None:
+            bar.update(task, advance=1, description=message)
+
+        yield advance
+        bar.update(task, completed=total, description="done")
+
+
+HELP = """Zicht: area risk scores against organised crime ("ondermijning"), from linked
+microdata, with strict output control. Everything runs on a seeded synthetic world of
+CBS-like tables, or on real extracts that meet the same schemas.
+
+\b
+Start here:
+  zicht generate --scale tiny        make a small synthetic world in ./data (seconds)
+  zicht world validate               check a world or a real extract against the schemas
+
+\b
+Zones: ./data is the secure zone (microdata; analysts only), ./review the review zone
+(aggregates that pass the primary rules), ./publish the public zone.
+"""
+
+
+@click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="zicht", prog_name="zicht")
+def cli() -> None:
+    pass
+
+
+@cli.command(short_help="Generate the synthetic world into DATA/world and DATA/truth.")
+@click.option("--scale", type=click.Choice(list(SCALES)), default="region", show_default=True,
+              help="tiny: ~30k persons, seconds (tests); region: ~300k persons, under a minute; "
+                   "national: ~17.9M persons, about 10 minutes and 12 GiB.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Same seed and scale, same bytes.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing world in DATA.")
+@common_options
+def generate(scale: str, seed: int, overwrite: bool, zones: Zones) -> None:
+    """Generate the seeded synthetic world.
+
+    Writes CBS-like Parquet tables and a canonical manifest.json to DATA/world, and the
+    planted ground truth (true probabilities, anomalous cells, effect sizes) to DATA/truth.
+    The write is atomic: a failed or killed run leaves the old world untouched.
+    """
+    from microdata.io import WorldExistsError, write_world
+    from microdata.world import STAGES
+
+    spec = get_scale(scale)
+    start = time.perf_counter()
+    try:
+        with stage_progress(len(STAGES), f"generate {scale}") as advance:
+            world = write_world(zones.data_dir, spec, seed=seed, overwrite=overwrite, progress=advance)
+    except WorldExistsError as exc:
+        raise BadInput(str(exc)) from None
+    except PermissionError as exc:
+        raise BadInput(f"{exc.filename}: not writable; choose a --data-dir you can write to") from None
+    from microdata.io import data_fingerprint
+
+    click.echo(
+        f"world ({scale}, seed {seed}) written to {world} in {time.perf_counter() - start:.1f} s; "
+        f"fingerprint {data_fingerprint(world)[:16]}"
+    )
+
+
+@cli.group(short_help="Inspect and validate a world or a real extract.")
+def world() -> None:
+    """Commands about the world tables (DATA/world)."""
+
+
+@world.command("validate")
+@click.option("--world-dir", type=click.Path(path_type=Path), default=None,
+              help="Directory with the extract's Parquet files [default: DATA/world].")
+@common_options
+def world_validate(world_dir: Path | None, zones: Zones) -> None:
+    """Validate every table against the schemas: columns, types, values, keys, references
+    and the area hierarchy. Prints one line per problem (file: column: rule: detail (fix))
+    and exits 2 if there is any.
+    """
+    from microdata.schemas import TABLES
+    from microdata.validate import validate_world
+
+    target = world_dir or zones.world_dir
+    with stage_progress(len(TABLES) + 1, "validate") as advance:
+        problems = validate_world(target, progress=advance)
+    if problems:
+        for p in problems:
+            click.echo(str(p), err=True)
+        raise BadInput(f"{target}: {len(problems)} problem(s); the world does not meet the schemas")
+    click.echo(f"{target}: valid ({len(TABLES)} tables)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the exit code instead of raising SystemExit."""
+    try:
+        cli.main(args=argv, prog_name="zicht", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return EXIT_FAILURE
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1
+        err_console.print(f"[bold red]unexpected failure:[/] {type(exc).__name__}: {exc}")
+        if os.environ.get("ZICHT_DEBUG"):
+            raise
+        err_console.print("set ZICHT_DEBUG=1 for the traceback")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Shared fixtures: worlds are generated once per session into temporary directories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from microdata.io import write_world
+from microdata.scales import get_scale
+
+# In CI, property tests are derandomized: the same examples every run.
+settings.register_profile("ci", derandomize=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny world (seed 7): DATA directory with world/ and truth/."""
+    data = tmp_path_factory.mktemp("tiny")
+    write_world(data, get_scale("tiny"), seed=7)
+    return data
+
+
+@pytest.fixture(scope="session")
+def region_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A region-scale world (seed 7), for the difficulty and base-rate checks."""
+    data = tmp_path_factory.mktemp("region")
+    write_world(data, get_scale("region"), seed=7)
+    return data
