@@ -33,7 +33,7 @@ class BadInput(click.ClickException):
 
     exit_code = EXIT_BAD_INPUT
 
-    def show(self, file: Any = None) -> None:  # noqa: ARG002 - click's signature
+    def show(self, file: Any = None) -> None:
         err_console.print(f"[bold red]error:[/] {self.message}", highlight=False, soft_wrap=True)
 
 
@@ -58,17 +58,42 @@ def _default_tracking_uri() -> str:
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options every subcommand takes (CONTRACT.md), gathered into a :class:`Zones`."""
 
-    @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"),
-                  show_default=True, help="The secure zone: world, features, predictions.")
-    @click.option("--publish-dir", type=click.Path(path_type=Path), default=Path("publish"),
-                  show_default=True, help="The public zone (written only by disclosure control).")
-    @click.option("--review-dir", type=click.Path(path_type=Path), default=Path("review"),
-                  show_default=True, help="The review zone (aggregates that pass the primary rules).")
-    @click.option("--tracking-uri", default=None, metavar="URI",
-                  help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
+    @click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        default=Path("data"),
+        show_default=True,
+        help="The secure zone: world, features, predictions.",
+    )
+    @click.option(
+        "--publish-dir",
+        type=click.Path(path_type=Path),
+        default=Path("publish"),
+        show_default=True,
+        help="The public zone (written only by disclosure control).",
+    )
+    @click.option(
+        "--review-dir",
+        type=click.Path(path_type=Path),
+        default=Path("review"),
+        show_default=True,
+        help="The review zone (aggregates that pass the primary rules).",
+    )
+    @click.option(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].",
+    )
     @functools.wraps(func)
-    def wrapper(*args: Any, data_dir: Path, publish_dir: Path, review_dir: Path,
-                tracking_uri: str | None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any,
+        data_dir: Path,
+        publish_dir: Path,
+        review_dir: Path,
+        tracking_uri: str | None,
+        **kwargs: Any,
+    ) -> Any:
         zones = Zones(data_dir, publish_dir, review_dir, tracking_uri or _default_tracking_uri())
         return func(*args, zones=zones, **kwargs)
 
@@ -112,17 +137,26 @@ Zones: ./data is the secure zone (microdata; analysts only), ./review the review
 """
 
 
-@click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="zicht", prog_name="zicht")
 def cli() -> None:
     pass
 
 
 @cli.command(short_help="Generate the synthetic world into DATA/world and DATA/truth.")
-@click.option("--scale", type=click.Choice(list(SCALES)), default="region", show_default=True,
-              help="tiny: ~30k persons, seconds (tests); region: ~300k persons, under a minute; "
-                   "national: ~17.9M persons, about 10 minutes and 12 GiB.")
-@click.option("--seed", type=int, default=7, show_default=True, help="Same seed and scale, same bytes.")
+@click.option(
+    "--scale",
+    type=click.Choice(list(SCALES)),
+    default="region",
+    show_default=True,
+    help="tiny: ~30k persons, seconds (tests); region: ~300k persons, under a minute; "
+    "national: ~17.9M persons, about 10 minutes and 12 GiB.",
+)
+@click.option(
+    "--seed", type=int, default=7, show_default=True, help="Same seed and scale, same bytes."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing world in DATA.")
 @common_options
 def generate(scale: str, seed: int, overwrite: bool, zones: Zones) -> None:
@@ -139,11 +173,15 @@ def generate(scale: str, seed: int, overwrite: bool, zones: Zones) -> None:
     start = time.perf_counter()
     try:
         with stage_progress(len(STAGES), f"generate {scale}") as advance:
-            world = write_world(zones.data_dir, spec, seed=seed, overwrite=overwrite, progress=advance)
+            world = write_world(
+                zones.data_dir, spec, seed=seed, overwrite=overwrite, progress=advance
+            )
     except WorldExistsError as exc:
         raise BadInput(str(exc)) from None
     except PermissionError as exc:
-        raise BadInput(f"{exc.filename}: not writable; choose a --data-dir you can write to") from None
+        raise BadInput(
+            f"{exc.filename}: not writable; choose a --data-dir you can write to"
+        ) from None
     from microdata.io import data_fingerprint
 
     click.echo(
@@ -158,8 +196,12 @@ def world() -> None:
 
 
 @world.command("validate")
-@click.option("--world-dir", type=click.Path(path_type=Path), default=None,
-              help="Directory with the extract's Parquet files [default: DATA/world].")
+@click.option(
+    "--world-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory with the extract's Parquet files [default: DATA/world].",
+)
 @common_options
 def world_validate(world_dir: Path | None, zones: Zones) -> None:
     """Validate every table against the schemas: columns, types, values, keys, references
@@ -191,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1
+    except Exception as exc:
         err_console.print(f"[bold red]unexpected failure:[/] {type(exc).__name__}: {exc}")
         if os.environ.get("ZICHT_DEBUG"):
             raise

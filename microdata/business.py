@@ -103,9 +103,14 @@ def generate_business(
     big = MEDIAN_EMPLOYEES[est_k] >= 8
     r = rng.random(E)
     legal = np.select(
-        [r < np.where(big, 0.1, 0.62), r < np.where(big, 0.18, 0.78), r < np.where(big, 0.93, 0.97),
-         r < np.where(big, 0.97, 0.98)],
-        [0, 1, 2, 3], 4,
+        [
+            r < np.where(big, 0.1, 0.62),
+            r < np.where(big, 0.18, 0.78),
+            r < np.where(big, 0.93, 0.97),
+            r < np.where(big, 0.97, 0.98),
+        ],
+        [0, 1, 2, 3],
+        4,
     ).astype(np.int8)
     sole = np.select(
         [legal == 0, legal == 1, legal == 2, legal == 3],
@@ -127,7 +132,9 @@ def generate_business(
     eligible = np.flatnonzero(cell_n >= 3)
     w_anom = np.where(vulnerable[eligible % K], 4.0, 1.0)
     n_anom = max(1, round(ANOMALY_SHARE * len(eligible)))
-    anom_cells = rng.choice(eligible, size=min(n_anom, len(eligible)), replace=False, p=w_anom / w_anom.sum())
+    anom_cells = rng.choice(
+        eligible, size=min(n_anom, len(eligible)), replace=False, p=w_anom / w_anom.sum()
+    )
     anom_onset = rng.integers(y0, params.LAST_YEAR - 1, len(anom_cells)).astype(np.int16)
     anom_factor = rng.uniform(2.5, 5.0, len(anom_cells))
     cell_onset = np.full(W * K, 9999, dtype=np.int16)
@@ -136,26 +143,44 @@ def generate_business(
     cell_factor[anom_cells] = anom_factor
 
     sbi_dict = pa.array(list(BRANCH_CODES))
-    sink.emit("branches", pa.table({
-        "sbi": list(BRANCH_CODES),
-        "branch_name": [vocab.BRANCHES[k][0] for k in BRANCH_CODES],
-        "vulnerable": [bool(vocab.BRANCHES[k][1]) for k in BRANCH_CODES],
-    }))
+    sink.emit(
+        "branches",
+        pa.table(
+            {
+                "sbi": list(BRANCH_CODES),
+                "branch_name": [vocab.BRANCHES[k][0] for k in BRANCH_CODES],
+                "vulnerable": [bool(vocab.BRANCHES[k][1]) for k in BRANCH_CODES],
+            }
+        ),
+    )
     order = np.lexsort((est_k, est_b))  # ids by buurt, then branch
     est_b, est_k, founded, closed = est_b[order], est_k[order], founded[order], closed[order]
     employees, size, legal, sole, est_cell = (
-        employees[order], size[order], legal[order], sole[order], est_cell[order]
+        employees[order],
+        size[order],
+        legal[order],
+        sole[order],
+        est_cell[order],
     )
-    sink.emit("establishments", pa.table({
-        "establishment_id": np.arange(E, dtype=np.int32),
-        "buurt_code": pa.DictionaryArray.from_arrays(pa.array(est_b), pa.array(bu.code.astype(str))),
-        "sbi": pa.DictionaryArray.from_arrays(pa.array(est_k), sbi_dict),
-        "legal_form": pa.DictionaryArray.from_arrays(pa.array(legal), pa.array(list(vocab.LEGAL_FORM))),
-        "employees": employees,
-        "sole_director": sole,
-        "founded_year": founded,
-        "closed_year": pa.array(closed, mask=closed < 0),
-    }))
+    sink.emit(
+        "establishments",
+        pa.table(
+            {
+                "establishment_id": np.arange(E, dtype=np.int32),
+                "buurt_code": pa.DictionaryArray.from_arrays(
+                    pa.array(est_b), pa.array(bu.code.astype(str))
+                ),
+                "sbi": pa.DictionaryArray.from_arrays(pa.array(est_k), sbi_dict),
+                "legal_form": pa.DictionaryArray.from_arrays(
+                    pa.array(legal), pa.array(list(vocab.LEGAL_FORM))
+                ),
+                "employees": employees,
+                "sole_director": sole,
+                "founded_year": founded,
+                "closed_year": pa.array(closed, mask=closed < 0),
+            }
+        ),
+    )
 
     active_per_buurt: dict[int, np.ndarray] = {}
     truth_frames = []
@@ -168,22 +193,40 @@ def generate_business(
         inflation = np.where(cell_onset[cells] <= y, cell_factor[cells], 1.0)
         yr = stream(seed, f"turnover:{y}")
         realised = expected * inflation * np.exp(yr.normal(-0.03, 0.25, len(ids)))
-        sink.emit("turnover", pa.table({
-            "establishment_id": ids.astype(np.int32),
-            "year": np.full(len(ids), y, np.int16),
-            "turnover": np.round(realised).astype(np.int64),
-        }))
+        sink.emit(
+            "turnover",
+            pa.table(
+                {
+                    "establishment_id": ids.astype(np.int32),
+                    "year": np.full(len(ids), y, np.int16),
+                    "turnover": np.round(realised).astype(np.int64),
+                }
+            ),
+        )
         active_per_buurt[y] = np.bincount(est_b[ids], minlength=B)
-        truth_frames.append(pd.DataFrame({
-            "cell": cells, "expected": expected, "realised": np.round(realised),
-            "inflated": inflation > 1, "year": y,
-        }))
+        truth_frames.append(
+            pd.DataFrame(
+                {
+                    "cell": cells,
+                    "expected": expected,
+                    "realised": np.round(realised),
+                    "inflated": inflation > 1,
+                    "year": y,
+                }
+            )
+        )
     _emit_turnover_truth(truth_frames, bu, cell_onset, cell_factor, truth, K)
     return active_per_buurt
 
 
-def _emit_turnover_truth(frames: list[pd.DataFrame], bu: Buurten, onset: np.ndarray,
-                         factor: np.ndarray, truth: Sink, K: int) -> None:
+def _emit_turnover_truth(
+    frames: list[pd.DataFrame],
+    bu: Buurten,
+    onset: np.ndarray,
+    factor: np.ndarray,
+    truth: Sink,
+    K: int,
+) -> None:
     """Expected and realised turnover per wijk × branch and gemeente × branch cell and year."""
     df = pd.concat(frames, ignore_index=True)
     wijk_to_gm = np.zeros(int(bu.wijk.max()) + 1, dtype=np.int64)
@@ -195,10 +238,16 @@ def _emit_turnover_truth(frames: list[pd.DataFrame], bu: Buurten, onset: np.ndar
     df["wijk"] = df["cell"] // K
     df["k"] = df["cell"] % K
     out = []
-    wk = df.groupby(["wijk", "k", "year"], sort=True).agg(
-        establishments=("expected", "size"), expected_turnover=("expected", "sum"),
-        realised_turnover=("realised", "sum"), max_share=("realised", "max"),
-    ).reset_index()
+    wk = (
+        df.groupby(["wijk", "k", "year"], sort=True)
+        .agg(
+            establishments=("expected", "size"),
+            expected_turnover=("expected", "sum"),
+            realised_turnover=("realised", "sum"),
+            max_share=("realised", "max"),
+        )
+        .reset_index()
+    )
     wk["max_share"] = wk["max_share"] / wk["realised_turnover"].where(wk["realised_turnover"] > 0)
     cell = wk["wijk"].to_numpy() * K + wk["k"].to_numpy()
     wk["anomalous"] = onset[cell] <= wk["year"].to_numpy()
@@ -207,21 +256,43 @@ def _emit_turnover_truth(frames: list[pd.DataFrame], bu: Buurten, onset: np.ndar
     wk["area_code"] = wijk_code[wk["wijk"].to_numpy()]
     out.append(wk)
     df["gemeente"] = wijk_to_gm[df["wijk"].to_numpy()]
-    gm = df.groupby(["gemeente", "k", "year"], sort=True).agg(
-        establishments=("expected", "size"), expected_turnover=("expected", "sum"),
-        realised_turnover=("realised", "sum"), max_share=("realised", "max"),
-    ).reset_index()
+    gm = (
+        df.groupby(["gemeente", "k", "year"], sort=True)
+        .agg(
+            establishments=("expected", "size"),
+            expected_turnover=("expected", "sum"),
+            realised_turnover=("realised", "sum"),
+            max_share=("realised", "max"),
+        )
+        .reset_index()
+    )
     gm["max_share"] = gm["max_share"] / gm["realised_turnover"].where(gm["realised_turnover"] > 0)
     # a gemeente cell counts as anomalous when its planted wijk cells inflate it by half or more
     infl = df[df["inflated"]].groupby(["gemeente", "k", "year"])["expected"].sum()
     gm = gm.join(infl.rename("inflated_expected"), on=["gemeente", "k", "year"])
-    gm["anomalous"] = (gm["realised_turnover"] >= 1.5 * gm["expected_turnover"]) & gm["inflated_expected"].notna()
-    gm["inflation"] = np.where(gm["anomalous"], gm["realised_turnover"] / gm["expected_turnover"], 1.0)
+    gm["anomalous"] = (gm["realised_turnover"] >= 1.5 * gm["expected_turnover"]) & gm[
+        "inflated_expected"
+    ].notna()
+    gm["inflation"] = np.where(
+        gm["anomalous"], gm["realised_turnover"] / gm["expected_turnover"], 1.0
+    )
     gm["level"] = "gemeente"
     gm["area_code"] = gm_code[gm["gemeente"].to_numpy()]
     out.append(gm.drop(columns=["inflated_expected"]))
     res = pd.concat(out, ignore_index=True)
     res["sbi"] = np.array(BRANCH_CODES)[res["k"].to_numpy()]
-    res = res[["level", "area_code", "sbi", "year", "establishments", "expected_turnover",
-               "realised_turnover", "max_share", "anomalous", "inflation"]]
+    res = res[
+        [
+            "level",
+            "area_code",
+            "sbi",
+            "year",
+            "establishments",
+            "expected_turnover",
+            "realised_turnover",
+            "max_share",
+            "anomalous",
+            "inflation",
+        ]
+    ]
     truth.emit("turnover_cells", pa.Table.from_pandas(res, preserve_index=False))

@@ -27,7 +27,6 @@ from microdata.population import (
     HT,
     MALE,
     OWN,
-    OT,
     ROLE,
     WOZ_INDEX,
     Buurten,
@@ -136,8 +135,14 @@ class Simulator:
         return year - self.st.birth_year.astype(np.int32)
 
     def _grow_persons(self, n: int) -> None:
-        fills = {"halt": 0, "care_until": -1, "wsnp_until": -1, "secm": -1, "school": -1,
-                 "first_drug": 9999}
+        fills = {
+            "halt": 0,
+            "care_until": -1,
+            "wsnp_until": -1,
+            "secm": -1,
+            "school": -1,
+            "first_drug": 9999,
+        }
         for name, fill in fills.items():
             arr = getattr(self, name)
             setattr(self, name, np.concatenate([arr, np.full(n, fill, dtype=arr.dtype)]))
@@ -165,7 +170,9 @@ class Simulator:
             np.where(
                 partner > 0,
                 np.where(child > 0, HT["couple_with_children"], HT["couple"]),
-                np.where(child > 0, np.where(adults >= 1, HT["single_parent"], HT["other"]), HT["single"]),
+                np.where(
+                    child > 0, np.where(adults >= 1, HT["single_parent"], HT["other"]), HT["single"]
+                ),
             ),
         )
         return t.astype(np.int8)
@@ -188,25 +195,42 @@ class Simulator:
         )
         self.enc = enc
         self.rec_member = SpellRecorder(
-            self.sink, "household_members", id_column="person_id",
-            values={"household_id": st.hh.copy(), "role": st.role.copy()}, start_year=y0, encode=enc,
+            self.sink,
+            "household_members",
+            id_column="person_id",
+            values={"household_id": st.hh.copy(), "role": st.role.copy()},
+            start_year=y0,
+            encode=enc,
         )
         self.rec_type = SpellRecorder(
-            self.sink, "households", id_column="household_id",
-            values={"household_type": st.hh_type.copy()}, start_year=y0, encode=enc,
+            self.sink,
+            "households",
+            id_column="household_id",
+            values={"household_type": st.hh_type.copy()},
+            start_year=y0,
+            encode=enc,
         )
         self.rec_res = SpellRecorder(
-            self.sink, "residences", id_column="household_id",
-            values={"dwelling_id": st.hh_dwelling.copy()}, start_year=y0, encode=enc,
+            self.sink,
+            "residences",
+            id_column="household_id",
+            values={"dwelling_id": st.hh_dwelling.copy()},
+            start_year=y0,
+            encode=enc,
         )
         first = np.maximum(st.dw_build_year, y0).astype(np.int16)
         self.rec_own = SpellRecorder(
-            self.sink, "ownership", id_column="dwelling_id",
+            self.sink,
+            "ownership",
+            id_column="dwelling_id",
             values={
-                "ownership": self.own, "owner_type": self.owner_type,
-                "owner_foreign": self.owner_foreign, "transfers": self.transfers,
+                "ownership": self.own,
+                "owner_type": self.owner_type,
+                "owner_foreign": self.owner_foreign,
+                "transfers": self.transfers,
             },
-            start_year=first, encode=enc,
+            start_year=first,
+            encode=enc,
         )
         self.ev_halt = EventRecorder(self.sink, "halt", encode=enc)
         self.ev_susp = EventRecorder(self.sink, "suspicions", encode=enc)
@@ -276,7 +300,12 @@ class Simulator:
         # Non-drug suspicions (12-45)
         m = alive & (age >= 12) & (age <= 45)
         eta = (
-            -6.3 + 1.4 * prop + 0.9 * male + 0.6 * (self.halt > 0) + 0.5 * self.vsv - 0.2 * e_p
+            -6.3
+            + 1.4 * prop
+            + 0.9 * male
+            + 0.6 * (self.halt > 0)
+            + 0.5 * self.vsv
+            - 0.2 * e_p
             - 0.012 * (age - 19.0) ** 2
         )
         nd = m & (rng.random(P) < sigmoid(eta))
@@ -309,16 +338,19 @@ class Simulator:
         # Cannabis farms (hennep label process).
         farm_p, farm_exist = self._farm_probability(y, econ)
         farm = farm_exist & (rng.random(len(farm_p)) < farm_p)
-        self.farms_buurt[y] = np.bincount(
-            st.dw_buurt[farm], minlength=len(self.bu.code)
-        ).astype(np.int32)
+        self.farms_buurt[y] = np.bincount(st.dw_buurt[farm], minlength=len(self.bu.code)).astype(
+            np.int32
+        )
 
         # Record events.
         ids = np.flatnonzero
         self.ev_halt.record(y, person_id=ids(halt).astype(np.int32))
         nd_idx = ids(nd)
-        offence = rng.choice([OFF["violence"], OFF["property"], OFF["vandalism"], OFF["other"]],
-                             size=len(nd_idx), p=[0.35, 0.4, 0.15, 0.1]).astype(np.int8)
+        offence = rng.choice(
+            [OFF["violence"], OFF["property"], OFF["vandalism"], OFF["other"]],
+            size=len(nd_idx),
+            p=[0.35, 0.4, 0.15, 0.1],
+        ).astype(np.int8)
         dr_idx = ids(drug)
         s_ids = np.concatenate([nd_idx, dr_idx]).astype(np.int32)
         s_off = np.concatenate([offence, np.full(len(dr_idx), OFF["drugs"], dtype=np.int8)])
@@ -327,22 +359,36 @@ class Simulator:
         self.ev_conv.record(y, person_id=s_ids[conv], offence=s_off[conv])
         self.ev_vsv.record(y, person_id=ids(vsv).astype(np.int32))
         self.ev_farm.record(y, dwelling_id=ids(farm).astype(np.int32))
-        for mask, kind, lo, hi in ((hulp, "jeugdhulp", 1, 3), (bescherm, "jeugdbescherming", 2, 4),
-                                   (reclass, "jeugdreclassering", 1, 2)):
+        for mask, kind, lo, hi in (
+            (hulp, "jeugdhulp", 1, 3),
+            (bescherm, "jeugdbescherming", 2, 4),
+            (reclass, "jeugdreclassering", 1, 2),
+        ):
             idx = ids(mask)
             until = (y + rng.integers(lo, hi + 1, len(idx)) - 1).astype(np.int16)
-            self.care_rows.append((idx.astype(np.int32), np.full(len(idx), CARE[kind], np.int8),
-                                   np.full(len(idx), y, np.int16), until))
+            self.care_rows.append(
+                (
+                    idx.astype(np.int32),
+                    np.full(len(idx), CARE[kind], np.int8),
+                    np.full(len(idx), y, np.int16),
+                    until,
+                )
+            )
             if kind != "jeugdreclassering":
                 self.care_until[idx] = np.maximum(self.care_until[idx], until)
         if y >= params.FIRST_YEAR:
             exist = np.flatnonzero(farm_exist)
-            self.truth.emit("hennep_probability", pa.table({
-                "dwelling_id": exist.astype(np.int32),
-                "year": np.full(len(exist), y, dtype=np.int16),
-                "probability": farm_p[exist].astype(np.float32),
-                "farm": farm[exist],
-            }))
+            self.truth.emit(
+                "hennep_probability",
+                pa.table(
+                    {
+                        "dwelling_id": exist.astype(np.int32),
+                        "year": np.full(len(exist), y, dtype=np.int16),
+                        "probability": farm_p[exist].astype(np.float32),
+                        "farm": farm[exist],
+                    }
+                ),
+            )
 
         # Update event-driven state (visible from next year on).
         self.halt = np.minimum(self.halt + halt, 100).astype(np.int8)
@@ -354,8 +400,9 @@ class Simulator:
         if y >= params.FIRST_YEAR:
             self.school[vsv] = -1
 
-    def _drug_hazard(self, y: int, alive: np.ndarray, age: np.ndarray, e_p: np.ndarray,
-                     sp_hh: np.ndarray) -> np.ndarray:
+    def _drug_hazard(
+        self, y: int, alive: np.ndarray, age: np.ndarray, e_p: np.ndarray, sp_hh: np.ndarray
+    ) -> np.ndarray:
         """Yearly hazard of a first drug suspicion for everyone aged 12-35 (0 elsewhere)."""
         st = self.st
         c = params.JONGE_AANWAS
@@ -370,7 +417,9 @@ class Simulator:
             sib[has] = cnt[link[has]] - self.any_susp[has]
             fam |= sib > 0
         wsnp_now = self.wsnp_until >= y - 1
-        hh_wsnp = np.bincount(st.hh[st.alive], weights=wsnp_now[st.alive], minlength=st.n_households) > 0
+        hh_wsnp = (
+            np.bincount(st.hh[st.alive], weights=wsnp_now[st.alive], minlength=st.n_households) > 0
+        )
         no_income = self.secm == SECM["no_income"]
         eta = (
             c["intercept"]
@@ -400,11 +449,13 @@ class Simulator:
         vacant = occ < 0
         o = np.maximum(occ, 0)
         members, *_ = self._household_counts()
-        drug_hh = np.bincount(st.hh[st.alive], weights=self.drug[st.alive], minlength=st.n_households) > 0
-        recent = sum(
-            (self.farms_buurt.get(k, 0) for k in range(y - 3, y)),
-            np.zeros(len(bu.code), dtype=np.int32),
+        drug_hh = (
+            np.bincount(st.hh[st.alive], weights=self.drug[st.alive], minlength=st.n_households) > 0
         )
+        recent = np.zeros(len(bu.code), dtype=np.int32)
+        for k in range(y - 3, y):
+            if k in self.farms_buurt:
+                recent += self.farms_buurt[k]
         nb_recent = self.nb @ recent
         b = st.dw_buurt
         region = np.array([params.HENNEP_REGION[r] for r in bu.riec])[b]
@@ -412,11 +463,14 @@ class Simulator:
         eta = (
             c["intercept"]
             + c["vacant"] * vacant
-            + np.where(vacant, 0.0,
-                       c["single_resident"] * (members[o] == 1)
-                       + c["problematic_debts"] * self.debts[o]
-                       + c["income_z"] * econ[o]
-                       + c["resident_drug_suspicion"] * drug_hh[o])
+            + np.where(
+                vacant,
+                0.0,
+                c["single_resident"] * (members[o] == 1)
+                + c["problematic_debts"] * self.debts[o]
+                + c["income_z"] * econ[o]
+                + c["resident_drug_suspicion"] * drug_hh[o],
+            )
             + c["terraced"] * (t == DT["terraced"])
             + c["semi_detached"] * (t == DT["semi_detached"])
             + c["detached"] * (t == DT["detached"])
@@ -451,8 +505,11 @@ class Simulator:
         # A surviving partner becomes head.
         dead_head_hh = st.hh[dead & (st.role == ROLE["head"])]
         promote = st.alive & (st.role == ROLE["partner"]) & np.isin(st.hh, dead_head_hh)
-        self.rec_member.update(np.flatnonzero(promote), {"household_id": st.hh[promote],
-                                                         "role": np.full(promote.sum(), ROLE["head"], np.int8)}, y)
+        self.rec_member.update(
+            np.flatnonzero(promote),
+            {"household_id": st.hh[promote], "role": np.full(promote.sum(), ROLE["head"], np.int8)},
+            y,
+        )
         st.role[promote] = ROLE["head"]
 
         # Births: women 20-44 in couple households.
@@ -476,28 +533,55 @@ class Simulator:
             st.hh = np.concatenate([st.hh, hh_new.astype(np.int32)])
             st.role = np.concatenate([st.role, np.full(n_new, ROLE["child"], np.int8)])
             e = st.econ()[hh_new]
-            st.propensity = np.concatenate([st.propensity, (
-                rng.normal(0, 0.8, n_new) - 0.25 * e + st.hh_family[hh_new]).astype(np.float32)])
-            st.track = np.concatenate([st.track, (rng.random(n_new) < sigmoid(
-                0.1 + 0.8 * e + rng.normal(0, 0.5, n_new))).astype(np.int8)])
+            st.propensity = np.concatenate(
+                [
+                    st.propensity,
+                    (rng.normal(0, 0.8, n_new) - 0.25 * e + st.hh_family[hh_new]).astype(
+                        np.float32
+                    ),
+                ]
+            )
+            st.track = np.concatenate(
+                [
+                    st.track,
+                    (rng.random(n_new) < sigmoid(0.1 + 0.8 * e + rng.normal(0, 0.5, n_new))).astype(
+                        np.int8
+                    ),
+                ]
+            )
             self._grow_persons(n_new)
-            self.rec_member.grow({"household_id": hh_new.astype(np.int32),
-                                  "role": np.full(n_new, ROLE["child"], np.int8)}, y)
+            self.rec_member.grow(
+                {
+                    "household_id": hh_new.astype(np.int32),
+                    "role": np.full(n_new, ROLE["child"], np.int8),
+                },
+                y,
+            )
             self.rec_secm.grow({"status": np.full(n_new, -1, np.int8)}, y)
             self.rec_school.grow({"school_type": np.full(n_new, -1, np.int8)}, y)
             age = self.age(y)
 
         # Children leaving home (18+), some pairing up with another leaver in their gemeente.
         p_leave = np.select([age < 18, age < 20, age < 23, age < 26], [0.0, 0.06, 0.12, 0.18], 0.25)
-        leavers = np.flatnonzero(st.alive & (st.role == ROLE["child"]) & (rng.random(st.n_persons) < p_leave))
+        leavers = np.flatnonzero(
+            st.alive & (st.role == ROLE["child"]) & (rng.random(st.n_persons) < p_leave)
+        )
         # Separations: the head of a couple household leaves.
         couple_hh = st.hh_alive & np.isin(hh_type, [HT["couple"], HT["couple_with_children"]])
         sep_hh = np.flatnonzero(couple_hh & (rng.random(st.n_households) < 0.01))
         sep_heads = self._head_of(sep_hh)
         sep_heads = sep_heads[sep_heads >= 0]
-        partners_of = np.flatnonzero(st.alive & (st.role == ROLE["partner"]) & np.isin(st.hh, sep_hh))
-        self.rec_member.update(partners_of, {"household_id": st.hh[partners_of],
-                                             "role": np.full(len(partners_of), ROLE["head"], np.int8)}, y)
+        partners_of = np.flatnonzero(
+            st.alive & (st.role == ROLE["partner"]) & np.isin(st.hh, sep_hh)
+        )
+        self.rec_member.update(
+            partners_of,
+            {
+                "household_id": st.hh[partners_of],
+                "role": np.full(len(partners_of), ROLE["head"], np.int8),
+            },
+            y,
+        )
         st.role[partners_of] = ROLE["head"]
 
         gm_of_person = self.bu.gemeente[st.dw_buurt[st.hh_dwelling[st.hh]]]
@@ -509,7 +593,9 @@ class Simulator:
             g = gm_of_person[pl]
             # pair consecutive leavers that share a gemeente: even positions within each run
             run_start = np.r_[True, g[1:] != g[:-1]]
-            pos = np.arange(len(pl)) - np.maximum.accumulate(np.where(run_start, np.arange(len(pl)), 0))
+            pos = np.arange(len(pl)) - np.maximum.accumulate(
+                np.where(run_start, np.arange(len(pl)), 0)
+            )
             same = (pos % 2 == 0) & np.r_[g[1:] == g[:-1], False]
         heads_c = pl[same]
         partners_c = pl[np.flatnonzero(same) + 1]
@@ -524,17 +610,29 @@ class Simulator:
         new_hh = np.arange(H0, H0 + n_hh_new, dtype=np.int32)
         origin_hh = st.hh[new_heads]
         parent_e = st.econ()[origin_hh]
-        st.hh_type = np.concatenate([st.hh_type, np.r_[np.full(n_single, HT["single"]),
-                                                       np.full(n_couple, HT["couple"])].astype(np.int8)])
+        st.hh_type = np.concatenate(
+            [
+                st.hh_type,
+                np.r_[np.full(n_single, HT["single"]), np.full(n_couple, HT["couple"])].astype(
+                    np.int8
+                ),
+            ]
+        )
         st.hh_herkomst = np.concatenate([st.hh_herkomst, st.herkomst[new_heads]])
-        st.hh_mu = np.concatenate([st.hh_mu, (0.5 * parent_e + rng.normal(-0.2, 0.75, n_hh_new)).astype(np.float32)])
+        st.hh_mu = np.concatenate(
+            [st.hh_mu, (0.5 * parent_e + rng.normal(-0.2, 0.75, n_hh_new)).astype(np.float32)]
+        )
         st.hh_u = np.concatenate([st.hh_u, rng.normal(0, 0.55, n_hh_new).astype(np.float32)])
-        st.hh_family = np.concatenate([st.hh_family, rng.normal(0, 0.6, n_hh_new).astype(np.float32)])
+        st.hh_family = np.concatenate(
+            [st.hh_family, rng.normal(0, 0.6, n_hh_new).astype(np.float32)]
+        )
         st.hh_alive = np.concatenate([st.hh_alive, np.ones(n_hh_new, bool)])
         st.hh_dwelling = np.concatenate([st.hh_dwelling, np.full(n_hh_new, -1, np.int32)])
         self.debts = np.concatenate([self.debts, np.zeros(n_hh_new, bool)])
         movers_p = np.concatenate([singles, heads_c, partners_c])
-        roles = np.r_[np.full(n_single + n_couple, ROLE["head"]), np.full(n_couple, ROLE["partner"])].astype(np.int8)
+        roles = np.r_[
+            np.full(n_single + n_couple, ROLE["head"]), np.full(n_couple, ROLE["partner"])
+        ].astype(np.int8)
         st.hh[movers_p] = np.concatenate([new_hh, new_hh[n_single:]])
         st.role[movers_p] = roles
         self.rec_member.update(movers_p, {"household_id": st.hh[movers_p], "role": roles}, y)
@@ -581,9 +679,16 @@ class Simulator:
         self.own[changed] = new_own[changed]
         self.owner_type[changed] = ot[changed]
         self.owner_foreign[changed] = fo[changed]
-        self.rec_own.update(changed, {"ownership": self.own[changed], "owner_type": self.owner_type[changed],
-                                      "owner_foreign": self.owner_foreign[changed],
-                                      "transfers": self.transfers[changed]}, y)
+        self.rec_own.update(
+            changed,
+            {
+                "ownership": self.own[changed],
+                "owner_type": self.owner_type[changed],
+                "owner_foreign": self.owner_foreign[changed],
+                "transfers": self.transfers[changed],
+            },
+            y,
+        )
 
         # Household types after all membership changes.
         live = np.flatnonzero(st.hh_alive)
@@ -591,7 +696,9 @@ class Simulator:
         self.rec_type.update(live, {"household_type": st.hh_type[live]}, y)
 
         # Means: AR(1) shocks; problematic debts start and end; debt restructuring (WSNP).
-        st.hh_u = (0.75 * st.hh_u + np.sqrt(1 - 0.75**2) * 0.55 * rng.normal(0, 1, st.n_households)).astype(np.float32)
+        st.hh_u = (
+            0.75 * st.hh_u + np.sqrt(1 - 0.75**2) * 0.55 * rng.normal(0, 1, st.n_households)
+        ).astype(np.float32)
         e = st.econ()
         start = ~self.debts & (rng.random(st.n_households) < sigmoid(-3.7 - 1.0 * e))
         stop = self.debts & (rng.random(st.n_households) < 0.3)
@@ -602,7 +709,9 @@ class Simulator:
         cand = head_p[self.debts[st.hh[head_p]] & (self.wsnp_until[head_p] < y)]
         w = cand[rng.random(len(cand)) < 0.05]
         self.wsnp_until[w] = y + 2
-        self.wsnp_rows.append((w.astype(np.int32), np.full(len(w), y, np.int16), np.full(len(w), y + 2, np.int16)))
+        self.wsnp_rows.append(
+            (w.astype(np.int32), np.full(len(w), y, np.int16), np.full(len(w), y + 2, np.int16))
+        )
 
         # Schooling and socio-economic category.
         school = self._school_types(y)
@@ -612,8 +721,13 @@ class Simulator:
         self.school = school
         age = self.age(y)
         adult = st.alive & (age >= 15)
-        redraw = adult & ((age == 15) | (age == 67) | changed_school | (self.secm < 0)
-                          | (rng.random(st.n_persons) < 0.12))
+        redraw = adult & (
+            (age == 15)
+            | (age == 67)
+            | changed_school
+            | (self.secm < 0)
+            | (rng.random(st.n_persons) < 0.12)
+        )
         idx = np.flatnonzero(redraw)
         self.secm[idx] = self._secm_draw(idx, y, rng)
         self.rec_secm.update(idx, {"status": self.secm[idx]}, y)
@@ -625,8 +739,14 @@ class Simulator:
         lookup[st.hh[heads]] = heads
         return lookup[hh]
 
-    def _allocate(self, y: int, new_hh: np.ndarray, origin_hh: np.ndarray, movers: np.ndarray,
-                  rng: np.random.Generator) -> np.ndarray:
+    def _allocate(
+        self,
+        y: int,
+        new_hh: np.ndarray,
+        origin_hh: np.ndarray,
+        movers: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
         """Give new households and movers a dwelling; returns the dwellings sold on move-in."""
         st, bu = self.st, self.bu
         D = len(st.dw_type)
@@ -651,7 +771,9 @@ class Simulator:
                 p = match_within_groups(demand_gm[need], gm_dw[pool], rng)
             else:
                 pool = np.flatnonzero((st.dw_occupant < 0) & ~taken)
-                p = match_within_groups(np.zeros(len(need), np.int64), np.zeros(len(pool), np.int64), rng)
+                p = match_within_groups(
+                    np.zeros(len(need), np.int64), np.zeros(len(pool), np.int64), rng
+                )
             ok = p >= 0
             got[need[ok]] = pool[p[ok]]
         if (got < 0).any():
@@ -704,22 +826,32 @@ class Simulator:
         heads = st.alive & (st.role == ROLE["head"])
         head_age[st.hh[heads]] = age[heads]
         wealth = 30_000 * np.exp(0.8 * e + 0.03 * (head_age - 45)) - 18_000
-        self.sink.emit("household_income", pa.table({
-            "household_id": live.astype(np.int32),
-            "year": np.full(len(live), y, np.int16),
-            "disposable_income": np.round(income[live]).astype(np.int32),
-            "income_percentile": pct,
-            "wealth": np.round(np.clip(wealth[live], -2e9, 2e9)).astype(np.int32),
-        }))
+        self.sink.emit(
+            "household_income",
+            pa.table(
+                {
+                    "household_id": live.astype(np.int32),
+                    "year": np.full(len(live), y, np.int16),
+                    "disposable_income": np.round(income[live]).astype(np.int32),
+                    "income_percentile": pct,
+                    "wealth": np.round(np.clip(wealth[live], -2e9, 2e9)).astype(np.int32),
+                }
+            ),
+        )
         built = np.flatnonzero(st.dw_build_year <= y)
         drift = 1 + 0.01 * np.sin(built * 0.7 + y)  # a little dwelling-specific movement
         woz = st.dw_woz_base[built] * WOZ_INDEX[y - params.FIRST_YEAR] * drift
         woz_i = (np.round(woz / 1000) * 1000).astype(np.int32)
-        self.sink.emit("woz", pa.table({
-            "dwelling_id": built.astype(np.int32),
-            "year": np.full(len(built), y, np.int16),
-            "woz_value": woz_i,
-        }))
+        self.sink.emit(
+            "woz",
+            pa.table(
+                {
+                    "dwelling_id": built.astype(np.int32),
+                    "year": np.full(len(built), y, np.int16),
+                    "woz_value": woz_i,
+                }
+            ),
+        )
         # Per-buurt aggregates for area statistics and the business register.
         B = len(bu.code)
         a = st.alive
@@ -729,10 +861,14 @@ class Simulator:
         ag.inhabitants[y] = np.bincount(b_person, minlength=B)
         ag.households[y] = np.bincount(b_hh, minlength=B)
         ag.dwellings[y] = np.bincount(st.dw_buurt[built], minlength=B)
-        ag.rental[y] = np.bincount(st.dw_buurt[built], weights=self.own[built] != OWN["owner_occupied"], minlength=B)
+        ag.rental[y] = np.bincount(
+            st.dw_buurt[built], weights=self.own[built] != OWN["owner_occupied"], minlength=B
+        )
         ag.woz_sum[y] = np.bincount(st.dw_buurt[built], weights=woz_i, minlength=B)
         ag.income_sum[y] = np.bincount(b_hh, weights=income[live], minlength=B)
-        ag.econ_mean[y] = np.bincount(b_hh, weights=e[live], minlength=B) / np.maximum(ag.households[y], 1)
+        ag.econ_mean[y] = np.bincount(b_hh, weights=e[live], minlength=B) / np.maximum(
+            ag.households[y], 1
+        )
 
     # ------------------------------------------------------------------ run
     def run(self) -> None:
@@ -742,9 +878,14 @@ class Simulator:
         e = st.econ()
         self.debts = rng0.random(st.n_households) < sigmoid(-2.6 - 1.1 * e)
         self.rec_debts = SpellRecorder(
-            self.sink, "problematic_debts", id_column="household_id",
-            values={"debts": self.debts.copy()}, start_year=params.FIRST_YEAR,
-            active=lambda v: v["debts"], encode=lambda n, v: pa.array(v), drop=("debts",),
+            self.sink,
+            "problematic_debts",
+            id_column="household_id",
+            values={"debts": self.debts.copy()},
+            start_year=params.FIRST_YEAR,
+            active=lambda v: v["debts"],
+            encode=lambda n, v: pa.array(v),
+            drop=("debts",),
         )
         for y in range(params.HISTORY_FROM, params.LAST_YEAR + 1):
             self.progress(f"year {y}")
@@ -752,19 +893,31 @@ class Simulator:
                 # initial schooling and socio-economic status, as of the first year
                 self.school = self._school_types(y - 1)
                 self.rec_school = SpellRecorder(
-                    self.sink, "education", id_column="person_id",
-                    values={"school_type": self.school.copy()}, start_year=y,
-                    active=lambda v: v["school_type"] >= 0, encode=self.enc,
+                    self.sink,
+                    "education",
+                    id_column="person_id",
+                    values={"school_type": self.school.copy()},
+                    start_year=y,
+                    active=lambda v: v["school_type"] >= 0,
+                    encode=self.enc,
                 )
                 idx = np.flatnonzero(st.alive & (self.age(y - 1) >= 15))
                 self.secm[idx] = self._secm_draw(idx, y - 1, rng0)
                 self.rec_secm = SpellRecorder(
-                    self.sink, "socio_economic", id_column="person_id",
-                    values={"status": self.secm.copy()}, start_year=y,
-                    active=lambda v: v["status"] >= 0, encode=self.enc,
+                    self.sink,
+                    "socio_economic",
+                    id_column="person_id",
+                    values={"status": self.secm.copy()},
+                    start_year=y,
+                    active=lambda v: v["status"] >= 0,
+                    encode=self.enc,
                 )
-                w = np.flatnonzero(st.alive & (st.role == ROLE["head"]) & self.debts[st.hh]
-                                   & (rng0.random(st.n_persons) < 0.08))
+                w = np.flatnonzero(
+                    st.alive
+                    & (st.role == ROLE["head"])
+                    & self.debts[st.hh]
+                    & (rng0.random(st.n_persons) < 0.08)
+                )
                 until = (y + rng0.integers(0, 3, len(w))).astype(np.int16)
                 self.wsnp_until[w] = until
                 self.wsnp_rows.append((w.astype(np.int32), np.full(len(w), y - 1, np.int16), until))
@@ -772,8 +925,15 @@ class Simulator:
             if y >= params.FIRST_YEAR:
                 self._transitions(y)
                 self._yearly_tables(y)
-        for rec in (self.rec_member, self.rec_type, self.rec_res, self.rec_own, self.rec_debts,
-                    self.rec_secm, self.rec_school):
+        for rec in (
+            self.rec_member,
+            self.rec_type,
+            self.rec_res,
+            self.rec_own,
+            self.rec_debts,
+            self.rec_secm,
+            self.rec_school,
+        ):
             rec.finish()
         self._emit_care_and_wsnp()
         self._emit_persons()
@@ -786,29 +946,51 @@ class Simulator:
     def _emit_care_and_wsnp(self) -> None:
         pid, kind, start, until = (np.concatenate(c) for c in zip(*self.care_rows, strict=True))
         o = np.lexsort((start, pid))
-        self.sink.emit("youth_care", pa.table({
-            "person_id": pid[o], "kind": self.enc("kind", kind[o]),
-            "valid_from": start[o], "valid_to": self._clip_until(until[o]),
-        }))
+        self.sink.emit(
+            "youth_care",
+            pa.table(
+                {
+                    "person_id": pid[o],
+                    "kind": self.enc("kind", kind[o]),
+                    "valid_from": start[o],
+                    "valid_to": self._clip_until(until[o]),
+                }
+            ),
+        )
         pid, start, until = (np.concatenate(c) for c in zip(*self.wsnp_rows, strict=True))
         o = np.lexsort((start, pid))
-        self.sink.emit("debt_restructuring", pa.table({
-            "person_id": pid[o], "valid_from": start[o], "valid_to": self._clip_until(until[o]),
-        }))
+        self.sink.emit(
+            "debt_restructuring",
+            pa.table(
+                {
+                    "person_id": pid[o],
+                    "valid_from": start[o],
+                    "valid_to": self._clip_until(until[o]),
+                }
+            ),
+        )
 
     def _emit_persons(self) -> None:
         st = self.st
         death = st.death_year
-        self.sink.emit("persons", pa.table({
-            "person_id": np.arange(st.n_persons, dtype=np.int32),
-            "birth_year": st.birth_year,
-            "sex": pa.DictionaryArray.from_arrays(pa.array(st.sex), pa.array(list(vocab.SEX))),
-            "herkomst": pa.DictionaryArray.from_arrays(pa.array(st.herkomst.astype(np.int8)),
-                                                       pa.array(list(vocab.HERKOMST))),
-            "mother_id": pa.array(st.mother, mask=st.mother < 0),
-            "father_id": pa.array(st.father, mask=st.father < 0),
-            "death_year": pa.array(death, mask=death < 0),
-        }))
+        self.sink.emit(
+            "persons",
+            pa.table(
+                {
+                    "person_id": np.arange(st.n_persons, dtype=np.int32),
+                    "birth_year": st.birth_year,
+                    "sex": pa.DictionaryArray.from_arrays(
+                        pa.array(st.sex), pa.array(list(vocab.SEX))
+                    ),
+                    "herkomst": pa.DictionaryArray.from_arrays(
+                        pa.array(st.herkomst.astype(np.int8)), pa.array(list(vocab.HERKOMST))
+                    ),
+                    "mother_id": pa.array(st.mother, mask=st.mother < 0),
+                    "father_id": pa.array(st.father, mask=st.father < 0),
+                    "death_year": pa.array(death, mask=death < 0),
+                }
+            ),
+        )
 
     def _emit_youth_truth(self) -> None:
         """Oracle of the jonge-aanwas label for every reference year with a complete window."""
@@ -829,10 +1011,17 @@ class Simulator:
             label = first_drug[idx] <= t + W - 1
             a = age[idx]
             group = np.select([a <= 12, a <= 19], [0, 1], 2).astype(np.int8)
-            self.truth.emit("jonge_aanwas_probability", pa.table({
-                "person_id": idx.astype(np.int32),
-                "year": np.full(len(idx), t, np.int16),
-                "age_group": pa.DictionaryArray.from_arrays(pa.array(group), pa.array(list(vocab.AGE_GROUPS))),
-                "probability": (1 - surv[idx]).astype(np.float32),
-                "first_drug_suspicion": label,
-            }))
+            self.truth.emit(
+                "jonge_aanwas_probability",
+                pa.table(
+                    {
+                        "person_id": idx.astype(np.int32),
+                        "year": np.full(len(idx), t, np.int16),
+                        "age_group": pa.DictionaryArray.from_arrays(
+                            pa.array(group), pa.array(list(vocab.AGE_GROUPS))
+                        ),
+                        "probability": (1 - surv[idx]).astype(np.float32),
+                        "first_drug_suspicion": label,
+                    }
+                ),
+            )

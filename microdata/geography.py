@@ -323,7 +323,9 @@ def _riec_polygons(outline: shapely.Polygon) -> dict[str, shapely.Geometry]:
 LAND_PER_PERSON_M2 = 2_090.0
 
 
-def _shrink_to_scale(regions: dict[str, shapely.Geometry], scale: Scale) -> dict[str, shapely.Geometry]:
+def _shrink_to_scale(
+    regions: dict[str, shapely.Geometry], scale: Scale
+) -> dict[str, shapely.Geometry]:
     """Shrink the regions a smaller world uses around their seeds, keeping Dutch densities.
 
     A ``region`` world of 300k persons spread over three whole RIEC regions would be as thin

@@ -56,7 +56,9 @@ class ParquetSink:
         writer = self._writers.get(table)
         if writer is None:
             writer = pq.ParquetWriter(
-                self.directory / f"{table}.parquet", chunk.schema, compression="zstd",
+                self.directory / f"{table}.parquet",
+                chunk.schema,
+                compression="zstd",
                 write_statistics=True,
             )
             self._writers[table] = writer

@@ -112,11 +112,25 @@ def make_buurten(areas: pd.DataFrame, persons: int, rng: np.random.Generator) ->
     deprivation = 0.25 * (3 - urb) + gm_effect + rng.normal(0, 0.8, n)
     migrant = sigmoid(-1.2 + 0.45 * (3 - urb) + 0.45 * deprivation + rng.normal(0, 0.35, n))
     riec = b["riec_code"].to_numpy()
-    riec_price = pd.Series(riec).map(
-        {"RIEC05": 0.45, "RIEC04": 0.15, "RIEC03": 0.15, "RIEC06": 0.1, "RIEC01": -0.25,
-         "RIEC10": -0.2, "RIEC02": -0.1}
-    ).fillna(0.0).to_numpy()
-    price = 2200 * np.exp(0.12 * (3 - urb) - 0.12 * deprivation + riec_price + rng.normal(0, 0.08, n))
+    riec_price = (
+        pd.Series(riec)
+        .map(
+            {
+                "RIEC05": 0.45,
+                "RIEC04": 0.15,
+                "RIEC03": 0.15,
+                "RIEC06": 0.1,
+                "RIEC01": -0.25,
+                "RIEC10": -0.2,
+                "RIEC02": -0.1,
+            }
+        )
+        .fillna(0.0)
+        .to_numpy()
+    )
+    price = 2200 * np.exp(
+        0.12 * (3 - urb) - 0.12 * deprivation + riec_price + rng.normal(0, 0.08, n)
+    )
     distance = np.round(np.exp(rng.normal(-0.2 + 0.35 * (urb - 1), 0.3)), 2)
     names = b["area_name"].astype(str)
     business_park = names.str.startswith("Bedrijventerrein").to_numpy()
@@ -178,12 +192,14 @@ def initial_population(bu: Buurten, rng: np.random.Generator) -> State:
     t = hh_type
     m = t == HT["single"]
     head_age[m] = np.select(
-        [u[m] < 0.4, u[m] < 0.65], [rng.uniform(19, 35, m.sum()), rng.uniform(35, 65, m.sum())],
+        [u[m] < 0.4, u[m] < 0.65],
+        [rng.uniform(19, 35, m.sum()), rng.uniform(35, 65, m.sum())],
         rng.uniform(65, 93, m.sum()),
     )
     m = t == HT["couple"]
     head_age[m] = np.select(
-        [u[m] < 0.3, u[m] < 0.6], [rng.uniform(23, 35, m.sum()), rng.uniform(35, 65, m.sum())],
+        [u[m] < 0.3, u[m] < 0.6],
+        [rng.uniform(23, 35, m.sum()), rng.uniform(35, 65, m.sum())],
         rng.uniform(65, 90, m.sum()),
     )
     m = cwc
@@ -274,9 +290,9 @@ def initial_population(bu: Buurten, rng: np.random.Generator) -> State:
 
     herkomst = hh_herk[hh]
     econ = mu + hh_u
-    propensity = (
-        rng.normal(0, 0.8, P) - 0.25 * econ[hh] + 0.3 * sp[hh] + family[hh]
-    ).astype(np.float32)
+    propensity = (rng.normal(0, 0.8, P) - 0.25 * econ[hh] + 0.3 * sp[hh] + family[hh]).astype(
+        np.float32
+    )
     track = (rng.random(P) < sigmoid(0.1 + 0.8 * econ[hh] + rng.normal(0, 0.5, P))).astype(np.int8)
 
     # Dwellings: occupied + a few vacant + future construction per buurt.
@@ -297,10 +313,14 @@ def initial_population(bu: Buurten, rng: np.random.Generator) -> State:
         DT["detached"],
     ).astype(np.int8)
     surface_mean = np.array([72, 112, 138, 168])[dw_type]
-    dw_surface = np.clip(np.round(surface_mean * np.exp(rng.normal(0, 0.2, D))), 20, 600).astype(np.int16)
+    dw_surface = np.clip(np.round(surface_mean * np.exp(rng.normal(0, 0.2, D))), 20, 600).astype(
+        np.int16
+    )
     # Build years: an old stock with post-war and 1970s peaks; future stock gets world years.
     era = rng.choice(
-        [1900, 1930, 1950, 1965, 1975, 1990, 2005], size=D, p=[0.06, 0.1, 0.14, 0.2, 0.22, 0.16, 0.12]
+        [1900, 1930, 1950, 1965, 1975, 1990, 2005],
+        size=D,
+        p=[0.06, 0.1, 0.14, 0.2, 0.22, 0.16, 0.12],
     )
     dw_build = (era + rng.integers(0, 15, D)).clip(1850, year0 - 1).astype(np.int16)
     fut_rank = rank_within(dw_buurt, rng.random(D))
@@ -369,7 +389,9 @@ def initial_ownership(
     p_owner = sigmoid(0.55 + 1.1 * e - 1.3 * apt)
     owner = rng.random(D) < p_owner
     social = ~owner & (rng.random(D) < sigmoid(0.9 - 0.9 * e))
-    ownership = np.where(owner, OWN["owner_occupied"], np.where(social, OWN["social_rent"], OWN["private_rent"])).astype(np.int8)
+    ownership = np.where(
+        owner, OWN["owner_occupied"], np.where(social, OWN["social_rent"], OWN["private_rent"])
+    ).astype(np.int8)
     owner_type = _owner_type(ownership, rng)
     foreign = _owner_foreign(ownership, owner_type, rng)
     return ownership, owner_type, foreign
@@ -383,7 +405,9 @@ def _owner_type(ownership: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return ot
 
 
-def _owner_foreign(ownership: np.ndarray, owner_type: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _owner_foreign(
+    ownership: np.ndarray, owner_type: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     p = np.where(
         ownership == OWN["private_rent"],
         np.where(owner_type == OT["company"], 0.07, 0.035),

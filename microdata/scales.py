@@ -6,9 +6,9 @@ everything it needs is a field here, so a new scale is one more entry in :data:`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 #: The ten RIEC regions (Regionale Informatie- en Expertisecentra), code -> name.
 RIEC_REGIONS: Mapping[str, str] = MappingProxyType(

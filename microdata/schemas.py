@@ -75,7 +75,10 @@ class TableSpec:
         return pa.DataFrameSchema(
             {
                 name: pa.Column(
-                    None, checks=list(c.checks), nullable=c.nullable, required=True,
+                    None,
+                    checks=list(c.checks),
+                    nullable=c.nullable,
+                    required=True,
                     metadata={"protected": c.protected},
                 )
                 for name, c in self.columns.items()
@@ -107,28 +110,48 @@ YEAR = Col("int", (_between(MIN_YEAR, MAX_YEAR),), description="calendar year")
 VALID_FROM = Col("int", (_between(MIN_YEAR, MAX_YEAR),), description="first year of the spell")
 VALID_TO = Col(
     "int",
-    (pa.Check(lambda s: s.between(MIN_YEAR, MAX_YEAR) | (s == OPEN_END),
-              error=f"a year, or {OPEN_END} for an open spell"),),
+    (
+        pa.Check(
+            lambda s: s.between(MIN_YEAR, MAX_YEAR) | (s == OPEN_END),
+            error=f"a year, or {OPEN_END} for an open spell",
+        ),
+    ),
     description=f"last year of the spell (inclusive); {OPEN_END} while open",
 )
 
 
-def _spells(name: str, id_col: str, values: dict[str, Col], description: str,
-            references: dict[str, str]) -> TableSpec:
+def _spells(
+    name: str, id_col: str, values: dict[str, Col], description: str, references: dict[str, str]
+) -> TableSpec:
     cols = {id_col: ID, **values, "valid_from": VALID_FROM, "valid_to": VALID_TO}
-    return TableSpec(name, cols, key=(id_col, "valid_from"), time="spells",
-                     description=description, references=references)
+    return TableSpec(
+        name,
+        cols,
+        key=(id_col, "valid_from"),
+        time="spells",
+        description=description,
+        references=references,
+    )
 
 
-def _events(name: str, id_col: str, values: dict[str, Col], description: str,
-            references: dict[str, str], key: tuple[str, ...] = ()) -> TableSpec:
+def _events(
+    name: str,
+    id_col: str,
+    values: dict[str, Col],
+    description: str,
+    references: dict[str, str],
+    key: tuple[str, ...] = (),
+) -> TableSpec:
     cols = {id_col: ID, **values, "year": YEAR}
-    return TableSpec(name, cols, key=key, time="year", description=description,
-                     references=references)
+    return TableSpec(
+        name, cols, key=key, time="year", description=description, references=references
+    )
 
 
-_AREA_CODE = pa.Check.str_matches(r"^(RIEC(0[1-9]|10)|GM\d{4}|WK\d{6}|BU\d{8})$",
-                                  error="a CBS area code (RIEC01, GM0363, WK036300, BU03630000)")
+_AREA_CODE = pa.Check.str_matches(
+    r"^(RIEC(0[1-9]|10)|GM\d{4}|WK\d{6}|BU\d{8})$",
+    error="a CBS area code (RIEC01, GM0363, WK036300, BU03630000)",
+)
 _BUURT_CODE = pa.Check.str_matches(CODE_PATTERNS["buurt"], error="a buurt code like BU03630000")
 _PERSON = {"person_id": "persons.person_id"}
 
@@ -180,8 +203,12 @@ TABLES: dict[str, TableSpec] = {
                 "person_id": ID,
                 "birth_year": YEAR,
                 "sex": Col("str", (_isin(vocab.SEX),)),
-                "herkomst": Col("str", (_isin(vocab.HERKOMST),), protected=True,
-                                description="origin (protected: never a feature)"),
+                "herkomst": Col(
+                    "str",
+                    (_isin(vocab.HERKOMST),),
+                    protected=True,
+                    description="origin (protected: never a feature)",
+                ),
                 "mother_id": Col("int", (_ge(0),), nullable=True),
                 "father_id": Col("int", (_ge(0),), nullable=True),
                 "death_year": Col("int", (_between(MIN_YEAR, MAX_YEAR),), nullable=True),
@@ -190,15 +217,27 @@ TABLES: dict[str, TableSpec] = {
             description="registered persons (GBA-like), with parent links",
             references={"mother_id": "persons.person_id", "father_id": "persons.person_id"},
         ),
-        _spells("household_members", "person_id",
-                {"household_id": ID, "role": Col("str", (_isin(vocab.ROLE),))},
-                "which household a person belongs to, and in which role", _PERSON),
-        _spells("households", "household_id",
-                {"household_type": Col("str", (_isin(vocab.HOUSEHOLD_TYPE),))},
-                "household type over time", {}),
-        _spells("residences", "household_id", {"dwelling_id": ID},
-                "where a household lives", {"household_id": "households.household_id",
-                                            "dwelling_id": "dwellings.dwelling_id"}),
+        _spells(
+            "household_members",
+            "person_id",
+            {"household_id": ID, "role": Col("str", (_isin(vocab.ROLE),))},
+            "which household a person belongs to, and in which role",
+            _PERSON,
+        ),
+        _spells(
+            "households",
+            "household_id",
+            {"household_type": Col("str", (_isin(vocab.HOUSEHOLD_TYPE),))},
+            "household type over time",
+            {},
+        ),
+        _spells(
+            "residences",
+            "household_id",
+            {"dwelling_id": ID},
+            "where a household lives",
+            {"household_id": "households.household_id", "dwelling_id": "dwellings.dwelling_id"},
+        ),
         TableSpec(
             "dwellings",
             {
@@ -207,60 +246,123 @@ TABLES: dict[str, TableSpec] = {
                 "dwelling_type": Col("str", (_isin(vocab.DWELLING_TYPE),)),
                 "surface_m2": Col("int", (pa.Check.gt(0, error="> 0"),)),
                 "build_year": YEAR,
-                "ownership_changes_20y": Col("int", (_ge(0),),
-                                             description="ownership changes in the 20 years before the extract"),
+                "ownership_changes_20y": Col(
+                    "int",
+                    (_ge(0),),
+                    description="ownership changes in the 20 years before the extract",
+                ),
             },
             key=("dwelling_id",),
             description="dwellings (BAG-like)",
             references={"buurt_code": "areas.area_code"},
         ),
-        _spells("ownership", "dwelling_id",
-                {"ownership": Col("str", (_isin(vocab.OWNERSHIP),)),
-                 "owner_type": Col("str", (_isin(vocab.OWNER_TYPE),)),
-                 "owner_foreign": Col("bool"),
-                 "transfers": Col("int", (_ge(0),), description="transfers since the extract's start")},
-                "ownership and owner of each dwelling over time",
-                {"dwelling_id": "dwellings.dwelling_id"}),
-        _events("woz", "dwelling_id", {"woz_value": Col("int", (_ge(0),))},
-                "WOZ (property) value per dwelling and year", {"dwelling_id": "dwellings.dwelling_id"},
-                key=("dwelling_id", "year")),
-        _events("household_income", "household_id",
-                {"disposable_income": Col("int", (_ge(0),)),
-                 "income_percentile": Col("int", (_between(1, 100),)),
-                 "wealth": Col("int")},
-                "disposable household income, its national percentile, and wealth per year",
-                {"household_id": "households.household_id"}, key=("household_id", "year")),
-        _spells("socio_economic", "person_id",
-                {"status": Col("str", (_isin(vocab.SOCIO_ECONOMIC),))},
-                "socio-economic category (after SECM), persons aged 15+", _PERSON),
-        _spells("problematic_debts", "household_id", {},
-                "spells of problematic debts of a household", {"household_id": "households.household_id"}),
-        _spells("debt_restructuring", "person_id", {},
-                "debt restructuring (WSNP) spells", _PERSON),
-        _spells("education", "person_id",
-                {"school_type": Col("str", (_isin(vocab.SCHOOL_TYPE),))},
-                "school enrolment", _PERSON),
-        _events("early_school_leaving", "person_id", {},
-                "early school leaving (vsv) registrations", _PERSON),
+        _spells(
+            "ownership",
+            "dwelling_id",
+            {
+                "ownership": Col("str", (_isin(vocab.OWNERSHIP),)),
+                "owner_type": Col("str", (_isin(vocab.OWNER_TYPE),)),
+                "owner_foreign": Col("bool"),
+                "transfers": Col(
+                    "int", (_ge(0),), description="transfers since the extract's start"
+                ),
+            },
+            "ownership and owner of each dwelling over time",
+            {"dwelling_id": "dwellings.dwelling_id"},
+        ),
+        _events(
+            "woz",
+            "dwelling_id",
+            {"woz_value": Col("int", (_ge(0),))},
+            "WOZ (property) value per dwelling and year",
+            {"dwelling_id": "dwellings.dwelling_id"},
+            key=("dwelling_id", "year"),
+        ),
+        _events(
+            "household_income",
+            "household_id",
+            {
+                "disposable_income": Col("int", (_ge(0),)),
+                "income_percentile": Col("int", (_between(1, 100),)),
+                "wealth": Col("int"),
+            },
+            "disposable household income, its national percentile, and wealth per year",
+            {"household_id": "households.household_id"},
+            key=("household_id", "year"),
+        ),
+        _spells(
+            "socio_economic",
+            "person_id",
+            {"status": Col("str", (_isin(vocab.SOCIO_ECONOMIC),))},
+            "socio-economic category (after SECM), persons aged 15+",
+            _PERSON,
+        ),
+        _spells(
+            "problematic_debts",
+            "household_id",
+            {},
+            "spells of problematic debts of a household",
+            {"household_id": "households.household_id"},
+        ),
+        _spells("debt_restructuring", "person_id", {}, "debt restructuring (WSNP) spells", _PERSON),
+        _spells(
+            "education",
+            "person_id",
+            {"school_type": Col("str", (_isin(vocab.SCHOOL_TYPE),))},
+            "school enrolment",
+            _PERSON,
+        ),
+        _events(
+            "early_school_leaving",
+            "person_id",
+            {},
+            "early school leaving (vsv) registrations",
+            _PERSON,
+        ),
         _events("halt", "person_id", {}, "Halt registrations (youth diversion)", _PERSON),
         TableSpec(
             "youth_care",
-            {"person_id": ID, "kind": Col("str", (_isin(vocab.YOUTH_CARE),)),
-             "valid_from": VALID_FROM, "valid_to": VALID_TO},
-            key=("person_id", "kind", "valid_from"), time="spells",
-            description="youth care, child protection and youth probation", references=_PERSON,
+            {
+                "person_id": ID,
+                "kind": Col("str", (_isin(vocab.YOUTH_CARE),)),
+                "valid_from": VALID_FROM,
+                "valid_to": VALID_TO,
+            },
+            key=("person_id", "kind", "valid_from"),
+            time="spells",
+            description="youth care, child protection and youth probation",
+            references=_PERSON,
         ),
-        _events("suspicions", "person_id", {"offence": Col("str", (_isin(vocab.OFFENCE),))},
-                "police suspicions by offence type", _PERSON),
-        _events("convictions", "person_id", {"offence": Col("str", (_isin(vocab.OFFENCE),))},
-                "convictions by offence type", _PERSON),
-        _events("cannabis_farms", "dwelling_id", {},
-                "dismantled cannabis farms per dwelling", {"dwelling_id": "dwellings.dwelling_id"}),
+        _events(
+            "suspicions",
+            "person_id",
+            {"offence": Col("str", (_isin(vocab.OFFENCE),))},
+            "police suspicions by offence type",
+            _PERSON,
+        ),
+        _events(
+            "convictions",
+            "person_id",
+            {"offence": Col("str", (_isin(vocab.OFFENCE),))},
+            "convictions by offence type",
+            _PERSON,
+        ),
+        _events(
+            "cannabis_farms",
+            "dwelling_id",
+            {},
+            "dismantled cannabis farms per dwelling",
+            {"dwelling_id": "dwellings.dwelling_id"},
+        ),
         TableSpec(
             "branches",
-            {"sbi": Col("str", (pa.Check.str_matches(r"^\d{4,5}$", error="an SBI code of 4-5 digits"),)),
-             "branch_name": Col("str"),
-             "vulnerable": Col("bool")},
+            {
+                "sbi": Col(
+                    "str", (pa.Check.str_matches(r"^\d{4,5}$", error="an SBI code of 4-5 digits"),)
+                ),
+                "branch_name": Col("str"),
+                "vulnerable": Col("bool"),
+            },
             key=("sbi",),
             description="branches (SBI) and whether ZoO counts them as vulnerable",
         ),
@@ -280,10 +382,14 @@ TABLES: dict[str, TableSpec] = {
             description="business establishments (business-register-like)",
             references={"buurt_code": "areas.area_code", "sbi": "branches.sbi"},
         ),
-        _events("turnover", "establishment_id", {"turnover": Col("int", (_ge(0),))},
-                "yearly turnover per establishment, in euro",
-                {"establishment_id": "establishments.establishment_id"},
-                key=("establishment_id", "year")),
+        _events(
+            "turnover",
+            "establishment_id",
+            {"turnover": Col("int", (_ge(0),))},
+            "yearly turnover per establishment, in euro",
+            {"establishment_id": "establishments.establishment_id"},
+            key=("establishment_id", "year"),
+        ),
     ]
 }
 

@@ -38,7 +38,7 @@ class MemorySink:
     def table(self, name: str) -> pa.Table:
         return pa.concat_tables(self.chunks[name])
 
-    def to_pandas(self, name: str):  # noqa: ANN201 - pandas import kept local
+    def to_pandas(self, name: str):
         return self.table(name).to_pandas()
 
 
@@ -105,7 +105,7 @@ class SpellRecorder:
         return self._values
 
     def grow(self, values: Mapping[str, np.ndarray], year: int) -> None:
-        """Append new units (ids continue from the current count) whose first spell starts in *year*."""
+        """Append new units (ids continue from the count) whose first spell starts in *year*."""
         m = len(next(iter(values.values())))
         for k in self._values:
             self._values[k] = np.concatenate([self._values[k], np.asarray(values[k])])
@@ -130,7 +130,7 @@ class SpellRecorder:
         self._start[idx] = year
 
     def restart(self, idx: np.ndarray, year: int) -> None:
-        """Let the open spells of *idx* start no later than *year* (a unit came into being earlier)."""
+        """Let the open spells of *idx* start no later than *year* (the unit existed earlier)."""
         idx = np.asarray(idx)
         self._start[idx] = np.minimum(self._start[idx], year)
 

@@ -62,13 +62,27 @@ def _examples(values: Iterable) -> str:
 
 def _open(path: Path, spec: TableSpec) -> tuple[pq.ParquetFile | None, list[Problem]]:
     if not path.exists():
-        return None, [Problem(path.name, "*", "file present", f"{path} is missing",
-                              f"export the {spec.description} table as {spec.file}")]
+        return None, [
+            Problem(
+                path.name,
+                "*",
+                "file present",
+                f"{path} is missing",
+                f"export the {spec.description} table as {spec.file}",
+            )
+        ]
     try:
         return pq.ParquetFile(path), []
     except (pa.ArrowInvalid, OSError) as exc:
-        return None, [Problem(path.name, "*", "readable Parquet", f"cannot read: {exc}",
-                              "re-export the file; it is corrupt or not Parquet")]
+        return None, [
+            Problem(
+                path.name,
+                "*",
+                "readable Parquet",
+                f"cannot read: {exc}",
+                "re-export the file; it is corrupt or not Parquet",
+            )
+        ]
 
 
 def _schema_problems(pf: pq.ParquetFile, spec: TableSpec) -> list[Problem]:
@@ -76,15 +90,28 @@ def _schema_problems(pf: pq.ParquetFile, spec: TableSpec) -> list[Problem]:
     schema = pf.schema_arrow
     for name, col in spec.columns.items():
         if name not in schema.names:
-            out.append(Problem(spec.file, name, "column present", "missing",
-                               f"add column {name!r} ({col.family})"))
+            out.append(
+                Problem(
+                    spec.file,
+                    name,
+                    "column present",
+                    "missing",
+                    f"add column {name!r} ({col.family})",
+                )
+            )
             continue
         fam = _family(schema.field(name).type)
         ok = fam == col.family or (col.family == "float" and fam == "int")
         if not ok:
-            out.append(Problem(spec.file, name, f"type {col.family}",
-                               f"found {schema.field(name).type}",
-                               f"cast {name!r} to {col.family}"))
+            out.append(
+                Problem(
+                    spec.file,
+                    name,
+                    f"type {col.family}",
+                    f"found {schema.field(name).type}",
+                    f"cast {name!r} to {col.family}",
+                )
+            )
     return out
 
 
@@ -104,8 +131,11 @@ def _value_problems(pf: pq.ParquetFile, spec: TableSpec) -> list[Problem]:
     out = []
     for (column, check), examples in sorted(found.items()):
         rule = "not null" if check == "not_nullable" else check
-        fix = ("fill or drop the empty values" if check == "not_nullable"
-               else f"make every value of {column!r} satisfy {check}")
+        fix = (
+            "fill or drop the empty values"
+            if check == "not_nullable"
+            else f"make every value of {column!r} satisfy {check}"
+        )
         out.append(Problem(spec.file, column, rule, f"violated, e.g. {_examples(examples)}", fix))
     return out
 
@@ -132,13 +162,20 @@ def _key_problems(world: Path, spec: TableSpec) -> list[Problem]:
     if not dup.any():
         return []
     ex = df[dup].head(MAX_EXAMPLES).to_dict("records")
-    return [Problem(spec.file, ",".join(spec.key), "unique key",
-                    f"{int(dup.sum())} rows share a key, e.g. {ex}",
-                    "remove the duplicate rows or fix their ids")]
+    return [
+        Problem(
+            spec.file,
+            ",".join(spec.key),
+            "unique key",
+            f"{int(dup.sum())} rows share a key, e.g. {ex}",
+            "remove the duplicate rows or fix their ids",
+        )
+    ]
 
 
-def _reference_problems(world: Path, spec: TableSpec,
-                        cache: dict[tuple[str, str], np.ndarray | None]) -> list[Problem]:
+def _reference_problems(
+    world: Path, spec: TableSpec, cache: dict[tuple[str, str], np.ndarray | None]
+) -> list[Problem]:
     out = []
     for column, target in spec.references.items():
         t_table, t_col = target.split(".")
@@ -151,9 +188,15 @@ def _reference_problems(world: Path, spec: TableSpec,
         uniq = np.unique(values)
         missing = uniq[~np.isin(uniq, known)]
         if len(missing):
-            out.append(Problem(spec.file, column, f"references {target}",
-                               f"{len(missing)} unknown value(s), e.g. {_examples(missing)}",
-                               f"add them to {TABLES[t_table].file} or correct {column!r}"))
+            out.append(
+                Problem(
+                    spec.file,
+                    column,
+                    f"references {target}",
+                    f"{len(missing)} unknown value(s), e.g. {_examples(missing)}",
+                    f"add them to {TABLES[t_table].file} or correct {column!r}",
+                )
+            )
     return out
 
 
@@ -165,12 +208,20 @@ def _spell_problems(pf: pq.ParquetFile, spec: TableSpec) -> list[Problem]:
         vt = batch.column("valid_to").to_numpy(zero_copy_only=False)
         wrong = vt < vf
         bad += int(wrong.sum())
-        examples.extend(zip(vf[wrong][:MAX_EXAMPLES].tolist(), vt[wrong][:MAX_EXAMPLES].tolist(), strict=True))
+        examples.extend(
+            zip(vf[wrong][:MAX_EXAMPLES].tolist(), vt[wrong][:MAX_EXAMPLES].tolist(), strict=True)
+        )
     if not bad:
         return []
-    return [Problem(spec.file, "valid_to", "valid_to >= valid_from",
-                    f"{bad} spells end before they start, e.g. {examples[:MAX_EXAMPLES]}",
-                    f"swap or correct the years; use {OPEN_END} for open spells")]
+    return [
+        Problem(
+            spec.file,
+            "valid_to",
+            "valid_to >= valid_from",
+            f"{bad} spells end before they start, e.g. {examples[:MAX_EXAMPLES]}",
+            f"swap or correct the years; use {OPEN_END} for open spells",
+        )
+    ]
 
 
 def _hierarchy_problems(world: Path) -> list[Problem]:
@@ -185,33 +236,59 @@ def _hierarchy_problems(world: Path) -> list[Problem]:
         rows = areas[areas["level"] == level]
         bad = rows[~rows["area_code"].astype(str).str.match(pattern)]
         if len(bad):
-            out.append(Problem("areas.parquet", "area_code", f"{level} code format {pattern}",
-                               f"{len(bad)} codes, e.g. {_examples(bad['area_code'])}",
-                               f"use CBS codes for level {level}"))
+            out.append(
+                Problem(
+                    "areas.parquet",
+                    "area_code",
+                    f"{level} code format {pattern}",
+                    f"{len(bad)} codes, e.g. {_examples(bad['area_code'])}",
+                    f"use CBS codes for level {level}",
+                )
+            )
     codes = dict(zip(areas["area_code"], areas["level"], strict=False))
     child = areas[areas["level"] != "riec"]
-    parent_level = child["level"].map(lambda lv: levels[levels.index(lv) - 1] if lv in levels else None)
+    parent_level = child["level"].map(
+        lambda lv: levels[levels.index(lv) - 1] if lv in levels else None
+    )
     found_level = child["parent_code"].map(codes)
     orphan = child[found_level.isna()]
     if len(orphan):
-        out.append(Problem("areas.parquet", "parent_code", "parent exists",
-                           f"{len(orphan)} areas whose parent is not in the file, e.g. "
-                           f"{_examples(orphan['area_code'] + ' -> ' + orphan['parent_code'].astype(str))}",
-                           "add the parent areas or correct parent_code"))
+        out.append(
+            Problem(
+                "areas.parquet",
+                "parent_code",
+                "parent exists",
+                f"{len(orphan)} areas whose parent is not in the file, e.g. "
+                f"{_examples(orphan['area_code'] + ' -> ' + orphan['parent_code'].astype(str))}",
+                "add the parent areas or correct parent_code",
+            )
+        )
     wrong = child[found_level.notna() & (found_level != parent_level)]
     if len(wrong):
-        out.append(Problem("areas.parquet", "parent_code", "parent one level up",
-                           f"{len(wrong)} areas, e.g. {_examples(wrong['area_code'])}",
-                           "a buurt's parent is a wijk, a wijk's a gemeente, a gemeente's a RIEC region"))
+        out.append(
+            Problem(
+                "areas.parquet",
+                "parent_code",
+                "parent one level up",
+                f"{len(wrong)} areas, e.g. {_examples(wrong['area_code'])}",
+                "a buurt's parent is a wijk, a wijk's a gemeente, a gemeente's a RIEC region",
+            )
+        )
     # A wijk code carries its gemeente's digits, a buurt code its wijk's.
     nested = child[child["level"].isin(["wijk", "buurt"]) & found_level.notna()]
     digits = nested["area_code"].str[2:-2]
     parent_digits = nested["parent_code"].astype(str).str[2:]
     mismatch = nested[digits.to_numpy() != parent_digits.to_numpy()]
     if len(mismatch):
-        out.append(Problem("areas.parquet", "area_code", "code nests in parent code",
-                           f"{len(mismatch)} areas, e.g. {_examples(mismatch['area_code'])}",
-                           "WK codes start with their gemeente's 4 digits, BU codes with their wijk's 6"))
+        out.append(
+            Problem(
+                "areas.parquet",
+                "area_code",
+                "code nests in parent code",
+                f"{len(mismatch)} areas, e.g. {_examples(mismatch['area_code'])}",
+                "WK codes start with their gemeente's 4 digits, BU codes with their wijk's 6",
+            )
+        )
     return out
 
 
@@ -222,25 +299,46 @@ def _manifest_problems(world: Path) -> list[Problem]:
     try:
         doc = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        return [Problem("manifest.json", "*", "readable JSON", str(exc),
-                        "regenerate the world with `zicht generate --overwrite`")]
+        return [
+            Problem(
+                "manifest.json",
+                "*",
+                "readable JSON",
+                str(exc),
+                "regenerate the world with `zicht generate --overwrite`",
+            )
+        ]
     out = []
     version = str(doc.get("generator_version", ""))
     if version.split(".")[0] != params.GENERATOR_VERSION.split(".")[0]:
-        out.append(Problem("manifest.json", "generator_version",
-                           f"major version {params.GENERATOR_VERSION.split('.')[0]}",
-                           f"world made by generator {version or 'unknown'}, this is "
-                           f"{params.GENERATOR_VERSION}",
-                           "regenerate the world with `zicht generate --overwrite`"))
+        out.append(
+            Problem(
+                "manifest.json",
+                "generator_version",
+                f"major version {params.GENERATOR_VERSION.split('.')[0]}",
+                f"world made by generator {version or 'unknown'}, this is "
+                f"{params.GENERATOR_VERSION}",
+                "regenerate the world with `zicht generate --overwrite`",
+            )
+        )
     return out
 
 
-def validate_world(world: Path, *, progress: Callable[[str], None] = lambda _m: None) -> list[Problem]:
+def validate_world(
+    world: Path, *, progress: Callable[[str], None] = lambda _m: None
+) -> list[Problem]:
     """All problems of the world in *world* (empty list: valid)."""
     world = Path(world)
     if not world.is_dir():
-        return [Problem(str(world), "*", "directory exists", "no such directory",
-                        "run `zicht generate` first or pass --world-dir")]
+        return [
+            Problem(
+                str(world),
+                "*",
+                "directory exists",
+                "no such directory",
+                "run `zicht generate` first or pass --world-dir",
+            )
+        ]
     problems = _manifest_problems(world)
     readable: list[TableSpec] = []
     for spec in TABLES.values():

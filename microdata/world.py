@@ -37,7 +37,7 @@ STAGES: tuple[str, ...] = (
 )
 
 
-def _neighbour_matrix(areas, buurt_codes: np.ndarray) -> sp.csr_matrix:  # noqa: ANN001
+def _neighbour_matrix(areas, buurt_codes: np.ndarray) -> sp.csr_matrix:
     pairs = neighbours(areas, "buurt")
     index = {c: i for i, c in enumerate(buurt_codes)}
     i = pairs["area_code"].map(index).to_numpy()
@@ -82,18 +82,34 @@ def generate_world(
     progress("population")
     st = initial_population(bu, stream(seed, "population"))
     own = initial_ownership(st, stream(seed, "ownership"))
-    sim = Simulator(st, bu, own, neighbours=nb, seed=seed, rate_multiplier=scale.rate_multiplier,
-                    sink=sink, truth=truth, progress=progress)
+    sim = Simulator(
+        st,
+        bu,
+        own,
+        neighbours=nb,
+        seed=seed,
+        rate_multiplier=scale.rate_multiplier,
+        sink=sink,
+        truth=truth,
+        progress=progress,
+    )
     sim.run()
     # Dwellings last: construction brought forward during the run changed build years.
-    sink.emit("dwellings", pa.table({
-        "dwelling_id": np.arange(len(st.dw_type), dtype=np.int32),
-        "buurt_code": pa.DictionaryArray.from_arrays(pa.array(st.dw_buurt), pa.array(bu.code.astype(str))),
-        "dwelling_type": _dict(st.dw_type, "DWELLING_TYPE"),
-        "surface_m2": st.dw_surface,
-        "build_year": st.dw_build_year,
-        "ownership_changes_20y": st.dw_changes_20y,
-    }))
+    sink.emit(
+        "dwellings",
+        pa.table(
+            {
+                "dwelling_id": np.arange(len(st.dw_type), dtype=np.int32),
+                "buurt_code": pa.DictionaryArray.from_arrays(
+                    pa.array(st.dw_buurt), pa.array(bu.code.astype(str))
+                ),
+                "dwelling_type": _dict(st.dw_type, "DWELLING_TYPE"),
+                "surface_m2": st.dw_surface,
+                "build_year": st.dw_build_year,
+                "ownership_changes_20y": st.dw_changes_20y,
+            }
+        ),
+    )
 
     progress("business register")
     est = generate_business(bu, sim.agg, seed=seed, sink=sink, truth=truth)
@@ -102,7 +118,9 @@ def generate_world(
     sink.emit("area_stats", pa.Table.from_pandas(stats, preserve_index=False))
     doc = effects_document(scale, seed)
     doc["scale_spec"] = {
-        "persons": scale.persons, "wijken": scale.wijken, "buurten": scale.buurten,
+        "persons": scale.persons,
+        "wijken": scale.wijken,
+        "buurten": scale.buurten,
         "gemeenten_per_riec": dict(scale.gemeenten_per_riec),
     }
     truth.emit("effects", pa.table({"json": [json.dumps(doc, sort_keys=True)]}))
@@ -112,5 +130,6 @@ def generate_world(
 def _dict(codes: np.ndarray, vocab_name: str) -> pa.DictionaryArray:
     from microdata import vocab
 
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int8)),
-                                          pa.array(list(getattr(vocab, vocab_name))))
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes.astype(np.int8)), pa.array(list(getattr(vocab, vocab_name)))
+    )

@@ -12,8 +12,9 @@ from microdata.io import write_world
 from microdata.scales import get_scale
 
 # In CI, property tests are derandomized: the same examples every run.
-settings.register_profile("ci", derandomize=True, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 

@@ -12,7 +12,9 @@ from microdata.spells import OPEN_END, EventRecorder, MemorySink, SpellRecorder
 
 def test_known_spells() -> None:
     sink = MemorySink()
-    rec = SpellRecorder(sink, "t", id_column="unit", values={"v": np.array([1, 1, 1])}, start_year=2016)
+    rec = SpellRecorder(
+        sink, "t", id_column="unit", values={"v": np.array([1, 1, 1])}, start_year=2016
+    )
     rec.update(np.array([0, 1]), {"v": np.array([2, 1])}, 2018)  # unit 1 unchanged: no new spell
     rec.end(np.array([2]), 2019)
     rec.grow({"v": np.array([5])}, 2020)
@@ -28,8 +30,15 @@ def test_known_spells() -> None:
 
 def test_inactive_spells_are_not_written() -> None:
     sink = MemorySink()
-    rec = SpellRecorder(sink, "d", id_column="hh", values={"on": np.array([False, True])},
-                        start_year=2016, active=lambda v: v["on"], drop=("on",))
+    rec = SpellRecorder(
+        sink,
+        "d",
+        id_column="hh",
+        values={"on": np.array([False, True])},
+        start_year=2016,
+        active=lambda v: v["on"],
+        drop=("on",),
+    )
     rec.update(np.array([0, 1]), {"on": np.array([True, False])}, 2017)
     rec.finish()
     df = sink.to_pandas("d")
@@ -42,8 +51,11 @@ def test_events_carry_their_year() -> None:
     ev = EventRecorder(sink, "e")
     ev.record(2019, person_id=np.array([3, 1], dtype=np.int32))
     ev.record(2020, person_id=np.array([], dtype=np.int32))
-    assert sink.table("e").equals(pa.table({"person_id": pa.array([1, 3], pa.int32()),
-                                            "year": pa.array([2019, 2019], pa.int16())}))
+    assert sink.table("e").equals(
+        pa.table(
+            {"person_id": pa.array([1, 3], pa.int32()), "year": pa.array([2019, 2019], pa.int16())}
+        )
+    )
 
 
 @given(st.lists(st.lists(st.integers(0, 3), min_size=4, max_size=4), min_size=1, max_size=8))
@@ -52,8 +64,9 @@ def test_spells_reconstruct_every_year(history: list[list[int]]) -> None:
     spells of a unit never overlap, and valid_from <= valid_to."""
     values = np.array(history)  # years x units
     sink = MemorySink()
-    rec = SpellRecorder(sink, "s", id_column="u", values={"v": values[0]}, start_year=2000,
-                        flush_rows=3)
+    rec = SpellRecorder(
+        sink, "s", id_column="u", values={"v": values[0]}, start_year=2000, flush_rows=3
+    )
     units = np.arange(values.shape[1])
     for i, row in enumerate(values[1:], start=1):
         rec.update(units, {"v": row}, 2000 + i)
