@@ -5,9 +5,10 @@ distance to facilities), the establishment's size, and yearly noise. Two things 
 
 * **dominant businesses**: in a few wijk × branch cells one establishment is much larger than
   the rest, so the dominance rule of output control has work to do;
-* **anomalous cells**: about 1.5% of wijk × branch cells (vulnerable branches four times as
-  likely) get inflated turnover from an onset year on. They are the ground truth of the
-  ``branch_turnover`` model and are listed, with their inflation factor, in the truth.
+* **anomalous cells**: 1.5% of the wijk × branch cells with three or more establishments
+  (vulnerable branches four times as likely) get inflated turnover from an onset year on.
+  They are the ground truth of the ``branch_turnover`` model and are listed, with their
+  inflation factor, in the truth.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow as pa
 from microdata import params, vocab
 from microdata._random import stream
 from microdata.dynamics import YearAggregates
-from microdata.population import Buurten
+from microdata.population import Buurten, urbanity_from_density
 from microdata.spells import Sink
 
 BRANCH_CODES = tuple(vocab.BRANCHES)
@@ -27,8 +28,10 @@ BRANCH_CODES = tuple(vocab.BRANCHES)
 MEDIAN_EMPLOYEES = np.array([2, 1, 1, 4, 25, 8, 4, 3, 40, 5, 5, 1, 2, 3, 3], dtype=np.float64)
 #: branches that cluster on business parks
 PARK_BRANCHES = ("45201", "78201", "41000", "47190", "62010")
+#: share of eligible wijk x branch cells (three or more establishments) made anomalous
 ANOMALY_SHARE = 0.015
-DOMINANT_SHARE = 0.03
+#: share of small wijk x branch cells (2-6 establishments) given one dominant business
+DOMINANT_SHARE = 0.12
 
 
 def _area_factor(bu: Buurten, agg: YearAggregates, year: int) -> np.ndarray:
@@ -40,7 +43,7 @@ def _area_factor(bu: Buurten, agg: YearAggregates, year: int) -> np.ndarray:
         0.35 * agg.econ_mean[year]
         + 0.25 * log_woz
         - 0.12 * np.log(bu.distance_facilities_km)
-        + 0.06 * (3 - bu.urbanity)
+        + 0.06 * (3 - urbanity_from_density(agg.dwellings[year] / bu.land_area_km2))
     )
 
 
@@ -90,9 +93,6 @@ def generate_business(
         est_k = np.concatenate([est_k, np.repeat(cell_k, births).astype(np.int8)])
         founded = np.concatenate([founded, np.full(births.sum(), y, np.int16)])
         closed = np.concatenate([closed, np.full(births.sum(), -1, np.int16)])
-    # An establishment closed in the year it was founded never traded: drop it.
-    keep = closed != founded
-    est_b, est_k, founded, closed = est_b[keep], est_k[keep], founded[keep], closed[keep]
     E = len(est_b)
 
     employees = np.maximum(
@@ -123,7 +123,7 @@ def generate_business(
     est_cell = bu.wijk[est_b].astype(np.int64) * K + est_k
     cell_n = np.bincount(est_cell, minlength=W * K)
     candidates = np.flatnonzero((cell_n >= 2) & (cell_n <= 6))
-    dom_cells = candidates[rng.random(len(candidates)) < DOMINANT_SHARE * 4]
+    dom_cells = candidates[rng.random(len(candidates)) < DOMINANT_SHARE]
     if len(dom_cells):
         in_dom = np.isin(est_cell, dom_cells)
         idx = np.flatnonzero(in_dom)

@@ -33,6 +33,7 @@ from microdata.population import (
     State,
     owner_foreign_for,
     owner_type_for,
+    urbanity_from_density,
 )
 from microdata.spells import OPEN_END, EventRecorder, Sink, SpellRecorder
 
@@ -459,6 +460,11 @@ class Simulator:
         nb_recent = self.nb @ recent
         b = st.dw_buurt
         region = np.array([params.HENNEP_REGION[r] for r in bu.riec])[b]
+        # urbanity as published in area_stats for year y - 1 (address density)
+        if y - 1 in self.agg.dwellings:
+            urb = urbanity_from_density(self.agg.dwellings[y - 1] / bu.land_area_km2)
+        else:
+            urb = bu.urbanity
         t = st.dw_type
         eta = (
             c["intercept"]
@@ -468,7 +474,7 @@ class Simulator:
                 0.0,
                 c["single_resident"] * (members[o] == 1)
                 + c["problematic_debts"] * self.debts[o]
-                + c["income_z"] * econ[o]
+                + c["economic_position"] * econ[o]
                 + c["resident_drug_suspicion"] * drug_hh[o],
             )
             + c["terraced"] * (t == DT["terraced"])
@@ -478,7 +484,7 @@ class Simulator:
             + c["social_rent"] * (self.own == OWN["social_rent"])
             + c["private_rent"] * (self.own == OWN["private_rent"])
             + c["owner_foreign"] * self.owner_foreign
-            + c["rural"] * (bu.urbanity[b] >= 4)
+            + c["rural"] * (urb[b] >= 4)
             + c["farm_in_buurt_3y"] * (recent > 0)[b]
             + c["farm_in_neighbours_3y"] * (nb_recent > 0)[b]
             + region
@@ -585,20 +591,12 @@ class Simulator:
         st.role[partners_of] = ROLE["head"]
 
         gm_of_person = self.bu.gemeente[st.dw_buurt[st.hh_dwelling[st.hh]]]
-        pair = rng.random(len(leavers)) < 0.5
-        pl = leavers[pair]
-        pl = pl[np.argsort(gm_of_person[pl], kind="stable")]
-        same = np.zeros(len(pl), dtype=bool)
-        if len(pl) > 1:
-            g = gm_of_person[pl]
-            # pair consecutive leavers that share a gemeente: even positions within each run
-            run_start = np.r_[True, g[1:] != g[:-1]]
-            pos = np.arange(len(pl)) - np.maximum.accumulate(
-                np.where(run_start, np.arange(len(pl)), 0)
-            )
-            same = (pos % 2 == 0) & np.r_[g[1:] == g[:-1], False]
-        heads_c = pl[same]
-        partners_c = pl[np.flatnonzero(same) + 1]
+        # Half of the leavers move in with a leaver of the other sex from the same gemeente.
+        pl = leavers[rng.random(len(leavers)) < 0.5]
+        men, women = pl[st.sex[pl] == MALE], pl[st.sex[pl] != MALE]
+        match = match_within_groups(gm_of_person[men], gm_of_person[women], rng)
+        heads_c = men[match >= 0]
+        partners_c = women[match[match >= 0]]
         paired = np.zeros(st.n_persons, dtype=bool)
         paired[heads_c] = True
         paired[partners_c] = True
@@ -636,6 +634,26 @@ class Simulator:
         st.hh[movers_p] = np.concatenate([new_hh, new_hh[n_single:]])
         st.role[movers_p] = roles
         self.rec_member.update(movers_p, {"household_id": st.hh[movers_p], "role": roles}, y)
+
+        # Couple formation: single men and women aged 22-50 in the same gemeente move in
+        # together (she joins his household; hers dissolves below).
+        lone = np.flatnonzero(
+            st.alive & (st.role == ROLE["head"]) & (st.hh < H0) & (age >= 22) & (age <= 50)
+        )
+        lone = lone[(hh_type[st.hh[lone]] == HT["single"]) & (rng.random(len(lone)) < 0.05)]
+        lm, lw = lone[st.sex[lone] == MALE], lone[st.sex[lone] != MALE]
+        m = match_within_groups(gm_of_person[lm], gm_of_person[lw], rng)
+        joiners, hosts = lw[m[m >= 0]], lm[m >= 0]
+        st.hh[joiners] = st.hh[hosts]
+        st.role[joiners] = ROLE["partner"]
+        self.rec_member.update(
+            joiners,
+            {
+                "household_id": st.hh[joiners],
+                "role": np.full(len(joiners), ROLE["partner"], np.int8),
+            },
+            y,
+        )
 
         # Households left empty dissolve (deaths, everyone left).
         members, *_ = self._household_counts()
@@ -747,46 +765,38 @@ class Simulator:
         movers: np.ndarray,
         rng: np.random.Generator,
     ) -> np.ndarray:
-        """Give new households and movers a dwelling; returns the dwellings sold on move-in."""
+        """Give new households and movers a dwelling; returns the dwellings sold on move-in.
+
+        New households look in the gemeente they grew up in: a vacant dwelling, else planned
+        construction brought forward, else a dwelling built for them this year in their
+        parents' buurt (a copy of the parents' dwelling type). Housing follows demand, so
+        vacancy stays near its starting level.
+        """
         st, bu = self.st, self.bu
-        D = len(st.dw_type)
         gm_dw = bu.gemeente[st.dw_buurt]
-        sold = np.zeros(D, dtype=bool)
+        sold: list[np.ndarray] = []
         free = np.flatnonzero((st.dw_occupant < 0) & (st.dw_build_year <= y))
-        # New households first, within the gemeente they grew up in.
         demand_gm = gm_dw[st.hh_dwelling[origin_hh]]
         pick = match_within_groups(demand_gm, gm_dw[free], rng)
         got = np.full(len(new_hh), -1, dtype=np.int64)
         got[pick >= 0] = free[pick[pick >= 0]]
-        # Then construction planned for later years in that gemeente is brought forward,
-        # then any vacant dwelling in the country.
-        for step in ("reserve", "anywhere"):
-            need = np.flatnonzero(got < 0)
-            if need.size == 0:
-                break
-            taken = np.zeros(D, dtype=bool)
+        need = np.flatnonzero(got < 0)
+        if need.size:
+            taken = np.zeros(len(st.dw_type), dtype=bool)
             taken[got[got >= 0]] = True
-            if step == "reserve":
-                pool = np.flatnonzero((st.dw_occupant < 0) & (st.dw_build_year > y) & ~taken)
-                p = match_within_groups(demand_gm[need], gm_dw[pool], rng)
-            else:
-                pool = np.flatnonzero((st.dw_occupant < 0) & ~taken)
-                p = match_within_groups(
-                    np.zeros(len(need), np.int64), np.zeros(len(pool), np.int64), rng
-                )
-            ok = p >= 0
-            got[need[ok]] = pool[p[ok]]
-        if (got < 0).any():
-            raise RuntimeError(
-                f"year {y}: {int((got < 0).sum())} new households found no dwelling; "
-                "raise the construction reserve in microdata.population"
-            )
+            pool = np.flatnonzero((st.dw_occupant < 0) & (st.dw_build_year > y) & ~taken)
+            p = match_within_groups(demand_gm[need], gm_dw[pool], rng)
+            got[need[p >= 0]] = pool[p[p >= 0]]
+        need = np.flatnonzero(got < 0)
+        if need.size:
+            got[need] = self._build(st.hh_dwelling[origin_hh[need]], y)
         st.dw_build_year[got] = np.minimum(st.dw_build_year[got], y).astype(np.int16)
         self.rec_own.restart(got, y)
         st.hh_dwelling[new_hh] = got
         st.dw_occupant[got] = new_hh
         self.rec_res.update(new_hh, {"dwelling_id": got.astype(np.int32)}, y)
-        sold[got[self.own[got] == OWN["owner_occupied"]]] = True
+        sold.append(got[self.own[got] == OWN["owner_occupied"]])
+        gm_dw = bu.gemeente[st.dw_buurt]
         # Movers take what is still vacant; 80% look in their own gemeente.
         free = np.flatnonzero((st.dw_occupant < 0) & (st.dw_build_year <= y))
         old = st.hh_dwelling[movers]
@@ -805,9 +815,39 @@ class Simulator:
         st.dw_occupant[old[moved]] = -1
         st.dw_occupant[new_dw] = mv
         st.hh_dwelling[mv] = new_dw
-        sold[new_dw[self.own[new_dw] == OWN["owner_occupied"]]] = True
+        sold.append(new_dw[self.own[new_dw] == OWN["owner_occupied"]])
         self.rec_res.update(mv, {"dwelling_id": new_dw.astype(np.int32)}, y)
-        return sold
+        out = np.zeros(len(st.dw_type), dtype=bool)
+        out[np.concatenate(sold)] = True
+        return out
+
+    def _build(self, templates: np.ndarray, y: int) -> np.ndarray:
+        """New dwellings in year *y*, one per template dwelling, in the template's buurt."""
+        st = self.st
+        D, n = len(st.dw_type), len(templates)
+        ids = np.arange(D, D + n)
+        for name in ("dw_buurt", "dw_type", "dw_surface", "dw_woz_base", "dw_changes_20y"):
+            arr = getattr(st, name)
+            setattr(st, name, np.concatenate([arr, arr[templates]]))
+        st.dw_changes_20y[ids] = 0
+        st.dw_build_year = np.concatenate([st.dw_build_year, np.full(n, y, np.int16)])
+        st.dw_occupant = np.concatenate([st.dw_occupant, np.full(n, -1, np.int32)])
+        own = self.own[templates]
+        ot, fo = self.owner_type[templates], self.owner_foreign[templates]
+        self.own = np.concatenate([self.own, own])
+        self.owner_type = np.concatenate([self.owner_type, ot])
+        self.owner_foreign = np.concatenate([self.owner_foreign, fo])
+        self.transfers = np.concatenate([self.transfers, np.zeros(n, np.int16)])
+        self.rec_own.grow(
+            {
+                "ownership": own,
+                "owner_type": ot,
+                "owner_foreign": fo,
+                "transfers": np.zeros(n, np.int16),
+            },
+            y,
+        )
+        return ids
 
     # ------------------------------------------------------------------ yearly tables
     def _yearly_tables(self, y: int) -> None:

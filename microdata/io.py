@@ -168,7 +168,10 @@ def write_world(
             tsink.close()
         progress("manifests")
         _write_json(world / MANIFEST, world_manifest(world, scale=scale, seed=seed, kind="world"))
-        _write_json(truth / MANIFEST, world_manifest(truth, scale=scale, seed=seed, kind="truth"))
+        truth_doc = world_manifest(truth, scale=scale, seed=seed, kind="truth")
+        # ties the truth to its world: a mismatched pair is detectable
+        truth_doc["world_fingerprint"] = data_fingerprint(world)
+        _write_json(truth / MANIFEST, truth_doc)
         trash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=data_dir))
         for src, dst in zip((world, truth), targets, strict=True):
             if dst.exists():

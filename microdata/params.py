@@ -33,7 +33,7 @@ HENNEP = MappingProxyType(
         "vacant": 1.3,
         "single_resident": 0.75,
         "problematic_debts": 1.4,
-        "income_z": -0.65,
+        "economic_position": -0.65,
         "resident_drug_suspicion": 1.8,
         "terraced": 0.35,
         "semi_detached": 0.2,

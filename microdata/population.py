@@ -243,7 +243,7 @@ def initial_population(bu: Buurten, rng: np.random.Generator) -> State:
     role[adult] = ROLE["head"]
     is_couple = np.isin(hh_type[hh], [HT["couple"], HT["couple_with_children"]])
     role[adult & (pos == 1) & is_couple] = ROLE["partner"]
-    role[adult & other[hh]] = ROLE["other"]
+    role[adult & other[hh] & (pos > 0)] = ROLE["other"]
     age = np.empty(P, dtype=np.int64)
     ha = head_age[hh]
     age[role == ROLE["head"]] = ha[role == ROLE["head"]]
@@ -297,7 +297,7 @@ def initial_population(bu: Buurten, rng: np.random.Generator) -> State:
 
     # Dwellings: occupied + a few vacant + future construction per buurt.
     vac_b = rng.binomial(n_hh_b, 0.03) + (n_hh_b < 5)
-    fut_b = rng.binomial(n_hh_b, 0.14)
+    fut_b = rng.binomial(n_hh_b, 0.02)
     n_dw_b = n_hh_b + vac_b + fut_b
     dw_buurt = np.repeat(np.arange(len(n_dw_b)), n_dw_b).astype(np.int32)
     D = len(dw_buurt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import geopandas as gpd
@@ -37,12 +38,12 @@ def test_same_seed_same_bytes(tiny_data: Path, tmp_path: Path) -> None:
         b = (tmp_path / part / "manifest.json").read_bytes()
         assert a == b, f"{part}/manifest.json differs between two runs with the same seed"
     assert data_fingerprint(tmp_path / "world") == data_fingerprint(world(tiny_data))
+    truth = json.loads((tmp_path / "truth" / "manifest.json").read_text())
+    assert truth["world_fingerprint"] == data_fingerprint(tmp_path / "world")
 
 
 def test_different_seed_differs(tiny_data: Path, tmp_path: Path) -> None:
     write_world(tmp_path, get_scale("tiny"), seed=8)
-    import json
-
     a = json.loads((tiny_data / "world" / "manifest.json").read_text())["files"]
     b = json.loads((tmp_path / "world" / "manifest.json").read_text())["files"]
     differing = [f for f in a if a[f]["sha256"] != b[f]["sha256"]]
@@ -50,8 +51,6 @@ def test_different_seed_differs(tiny_data: Path, tmp_path: Path) -> None:
 
 
 def test_manifest_is_canonical(tiny_data: Path) -> None:
-    import json
-
     raw = (tiny_data / "world" / "manifest.json").read_text()
     doc = json.loads(raw)
     assert raw == json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=False) + "\n"

@@ -43,7 +43,7 @@ def test_oracle_auc_in_specified_ranges(region_data: Path) -> None:
 def test_base_rates_of_dutch_order(region_data: Path) -> None:
     hp = pd.read_parquet(region_data / "truth" / "hennep_probability.parquet")
     per_10k = hp.groupby("year")["farm"].mean().mean() * 1e4
-    assert 4.5 <= per_10k <= 8.0, f"{per_10k:.1f} farms per 10,000 dwellings per year"
+    assert 5.0 <= per_10k <= 7.0, f"{per_10k:.1f} farms per 10,000 dwellings per year"
     w = region_data / "world"
     persons = read_table(w, "persons", ["person_id", "birth_year", "death_year"])
     susp = read_table(w, "suspicions")
