@@ -130,6 +130,8 @@ CBS-like tables, or on real extracts that meet the same schemas.
 Start here:
   zicht generate --scale tiny        make a small synthetic world in ./data (seconds)
   zicht world validate               check a world or a real extract against the schemas
+  zicht features hennep              point-in-time features of a task (hennep, jonge_aanwas,
+                                     branch_turnover) into ./data/features
 
 \b
 Zones: ./data is the secure zone (microdata; analysts only), ./review the review zone
@@ -219,6 +221,87 @@ def world_validate(world_dir: Path | None, zones: Zones) -> None:
             click.echo(str(p), err=True)
         raise BadInput(f"{target}: {len(problems)} problem(s); the world does not meet the schemas")
     click.echo(f"{target}: valid ({len(TABLES)} tables)")
+
+
+TASK_CHOICE = click.Choice(["hennep", "jonge_aanwas", "branch_turnover"])
+
+
+@cli.command(short_help="Build the feature table of a task into DATA/features/TASK.parquet.")
+@click.argument("task", type=TASK_CHOICE)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment YAML [default: experiments/configs/TASK.yaml].",
+)
+@common_options
+def features(task: str, config_path: Path | None, zones: Zones) -> None:
+    """Build point-in-time features for every reference year of TASK.
+
+    Features for reference year t use data up to the end of t - 1 only. The protected-
+    attribute guard refuses any feature built from origin or migration background, by name,
+    by lineage, as a stray column or as a relabelled copy (exit 2).
+    """
+    from experiments.config import ConfigError, default_config_path, load_config
+    from features.audit import AREA_COPY_THRESHOLD, COPY_THRESHOLD, ProtectedAccess
+    from features.guard import ProtectedAttributeError, UnknownFeatureError
+    from features.tables import world_years, write_feature_table
+    from features.world import WorldFileError
+
+    path = config_path or default_config_path(task)
+    try:
+        cfg = load_config(path)
+        if cfg.task != task:
+            raise ConfigError(f"{path}: task is {cfg.task!r} but the command asks for {task!r}")
+        from features.guard import check_selection
+
+        check_selection(cfg.features)
+        world_dir = zones.world_dir
+        if not (world_dir / "persons.parquet").exists():
+            raise WorldFileError(
+                f"{world_dir}: no world here; run `zicht generate` first or pass --data-dir"
+            )
+        access = ProtectedAccess(world_dir)
+        years = world_years(world_dir).reference_years(task)
+        out = zones.data_dir / "features" / f"{task}.parquet"
+        start = time.perf_counter()
+        with stage_progress(len(years) + 1, f"features {task}") as advance:
+            write_feature_table(
+                world_dir,
+                out,
+                task,
+                cfg.features,
+                audit=lambda w, frame: access.copy_scores(w, task, frame, list(cfg.features)),
+                copy_threshold=AREA_COPY_THRESHOLD if task == "branch_turnover" else COPY_THRESHOLD,
+                progress=advance,
+            )
+    except (ConfigError, ProtectedAttributeError, UnknownFeatureError, WorldFileError) as exc:
+        raise BadInput(str(exc)) from None
+    import pyarrow.parquet as pq
+
+    rows = pq.read_metadata(out).num_rows
+    click.echo(
+        f"{task}: {rows:,} rows x {len(cfg.features)} features for years "
+        f"{years[0]}-{years[-1]} written to {out} in {time.perf_counter() - start:.1f} s"
+    )
+
+
+@cli.command(short_help="Write the feature catalogue to docs/features.md.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("docs/features.md"),
+    show_default=True,
+    help="Where to write the Markdown catalogue.",
+)
+def catalogue(out: Path) -> None:
+    """Render the feature catalogue (definitions, units, sources, builders) as Markdown."""
+    from features.catalogue import render_markdown
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_markdown() + "\n")
+    click.echo(f"catalogue written to {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,133 @@
+"""Read world tables for feature building, never touching a protected column.
+
+:class:`WorldReader` is the only way the feature builders get data. It reads the columns
+the schemas declare and refuses protected ones (marked in :mod:`microdata.schemas`, or
+named like origin or migration background), so a protected column of a real extract cannot
+reach a builder even when the file carries it. The audit accessor in
+:mod:`features.audit` is the one place that reads protected columns, and it returns
+aggregates only.
+
+Also here: point-in-time helpers that give the state of every unit as of a year, from
+spell tables (``valid_from``/``valid_to``), as dense arrays indexed by the unit id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from microdata.schemas import TABLES, is_protected_name
+
+
+class ProtectedAttributeError(ValueError):
+    """A protected attribute (origin, migration background) was about to become a feature."""
+
+
+class WorldFileError(ValueError):
+    """A world file is missing or unreadable; the message names the file and the fix."""
+
+
+def refuse_protected(table: str, columns: list[str] | tuple[str, ...]) -> None:
+    """Raise :class:`ProtectedAttributeError` if any of *columns* of *table* is protected."""
+    spec = TABLES.get(table)
+    marked = set(spec.protected_columns) if spec else set()
+    for col in columns:
+        if col in marked or is_protected_name(col):
+            raise ProtectedAttributeError(
+                f"{table}.{col} is a protected attribute (origin/migration background); "
+                "it may not be read for features. Only the audit accessor "
+                "(features.audit.ProtectedAccess) may use it, and it returns aggregates only"
+            )
+
+
+@dataclass(frozen=True)
+class WorldReader:
+    """Reads declared, non-protected columns of the world tables in *world_dir*."""
+
+    world_dir: Path
+
+    def _path(self, table: str) -> Path:
+        path = Path(self.world_dir) / TABLES[table].file
+        if not path.exists():
+            raise WorldFileError(
+                f"{path}: missing; run `zicht generate` or put the {table} extract there "
+                "(`zicht world validate` lists what a world needs)"
+            )
+        return path
+
+    def columns(self, table: str) -> list[str]:
+        """The declared, non-protected, non-geometry columns of *table*."""
+        spec = TABLES[table]
+        return [
+            c
+            for c, col in spec.columns.items()
+            if not col.protected and not is_protected_name(c) and col.family != "binary"
+        ]
+
+    def read(
+        self,
+        table: str,
+        columns: list[str] | None = None,
+        year: int | None = None,
+        years: tuple[int, int] | None = None,
+    ) -> pd.DataFrame:
+        """Read *table* (declared columns only). ``year``/``years`` filter a ``year`` column.
+
+        Dictionary-encoded string columns come back as pandas categoricals.
+        """
+        cols = list(columns) if columns is not None else self.columns(table)
+        refuse_protected(table, cols)
+        undeclared = [c for c in cols if c not in TABLES[table].columns]
+        if undeclared:
+            raise WorldFileError(
+                f"{TABLES[table].file}: columns {undeclared} are not in the schema; "
+                "features may only use declared columns (see microdata/schemas.py)"
+            )
+        path = self._path(table)
+        try:
+            if year is None and years is None:
+                return pq.read_table(path, columns=cols).to_pandas()
+            lo, hi = (year, year) if year is not None else years  # type: ignore[misc]
+            dataset = ds.dataset(path, format="parquet")
+            flt = (ds.field("year") >= lo) & (ds.field("year") <= hi)
+            return dataset.to_table(columns=cols, filter=flt).to_pandas()
+        except OSError as exc:  # pragma: no cover - pyarrow's message names the file
+            raise WorldFileError(
+                f"{path}: cannot read ({exc}); re-export or regenerate it"
+            ) from exc
+
+
+def dense(
+    ids: np.ndarray,
+    values: np.ndarray | float | bool,
+    size: int,
+    fill: float | int = 0,
+    dtype: np.dtype | type | None = None,
+) -> np.ndarray:
+    """An array of length *size* with ``out[ids] = values`` and *fill* elsewhere."""
+    out = np.full(size, fill, dtype=dtype or np.asarray(values).dtype)
+    out[np.asarray(ids, dtype=np.int64)] = values
+    return out
+
+
+def active_at(spells: pd.DataFrame, year: int) -> pd.DataFrame:
+    """Rows of a spell table in force during *year* (``valid_from <= year <= valid_to``)."""
+    vf = spells["valid_from"].to_numpy()
+    vt = spells["valid_to"].to_numpy()
+    return spells[(vf <= year) & (vt >= year)]
+
+
+def codes(series: pd.Series, vocabulary: tuple[str, ...]) -> np.ndarray:
+    """Integer codes of a string/categorical column in the order of *vocabulary* (-1 unknown)."""
+    cat = pd.Categorical(
+        series.astype("object")
+        if not isinstance(series.dtype, pd.CategoricalDtype)
+        else series.astype(str),
+        categories=list(vocabulary),
+    )
+    return np.asarray(cat.codes, dtype=np.int8)
