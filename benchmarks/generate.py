@@ -11,49 +11,32 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
+from _measure import measure as run_measured
 
 BUDGET_S = {"tiny": 10.0, "region": 90.0, "national": 900.0}
 BUDGET_GIB = {"tiny": 12.0, "region": 12.0, "national": 12.0}
 
 
 def measure(scale: str, seed: int, data_dir: Path) -> tuple[float, float]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "experiments.cli",
-        "generate",
-        "--scale",
-        scale,
-        "--seed",
-        str(seed),
-        "--data-dir",
-        str(data_dir),
-        "--overwrite",
-    ]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            rss = ps.memory_info().rss + sum(
-                c.memory_info().rss for c in ps.children(recursive=True)
-            )
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"generate --scale {scale} failed with exit {proc.returncode}")
-    return wall, peak / 2**30
+    return run_measured(
+        [
+            sys.executable,
+            "-m",
+            "experiments.cli",
+            "generate",
+            "--scale",
+            scale,
+            "--seed",
+            str(seed),
+            "--data-dir",
+            str(data_dir),
+            "--overwrite",
+        ]
+    )
 
 
 def main() -> None:

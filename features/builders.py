@@ -25,6 +25,7 @@ from microdata import vocab
 
 BENEFITS = tuple(vocab.SOCIO_ECONOMIC.index(s) for s in vocab.BENEFIT_STATUSES)
 NO_INCOME = vocab.SOCIO_ECONOMIC.index("no_income")
+DRUGS = vocab.OFFENCE.index("drugs")
 SINGLE_PARENT = vocab.HOUSEHOLD_TYPE.index("single_parent")
 RIEC_CODES = tuple(f"RIEC{i:02d}" for i in range(1, 11))
 
@@ -156,7 +157,7 @@ class Snapshot:
         self.father = dense(
             pid, p["father_id"].to_numpy(np.float64, na_value=-1), P, fill=-1, dtype=np.int64
         )
-        self.male = dense(pid, (p["sex"].astype(str) == "M").to_numpy(), P, fill=False, dtype=bool)
+        self.male = dense(pid, codes(p["sex"], vocab.SEX) == 0, P, fill=False, dtype=bool)
         m = active_at(w["household_members"], y)
         self.hh = dense(
             m["person_id"].to_numpy(),
@@ -196,7 +197,7 @@ class Snapshot:
         s = w["suspicions"]
         s = s[s["year"] <= y]
         self.suspected = dense(s["person_id"].to_numpy(), True, P, fill=False, dtype=bool)
-        drugs = s[s["offence"].astype(str) == "drugs"]
+        drugs = s[codes(s["offence"], vocab.OFFENCE) == DRUGS]
         self.drug_suspected = dense(drugs["person_id"].to_numpy(), True, P, fill=False, dtype=bool)
         self.hh_drug = np.bincount(hh_live, weights=self.drug_suspected[live], minlength=H) > 0
         self.suspicions = s
@@ -378,7 +379,7 @@ def person_features(snap: Snapshot, persons: np.ndarray) -> dict[str, np.ndarray
         np.float32
     )
     yc = w["youth_care"]
-    kind = yc["kind"].astype(str)
+    kind = pd.Series(np.asarray(vocab.YOUTH_CARE + ("",))[codes(yc["kind"], vocab.YOUTH_CARE)])
     care = active_at(yc[kind.isin(["jeugdhulp", "jeugdbescherming"]).to_numpy()], y)
     f["youth_care"] = dense(care["person_id"].to_numpy(), True, P, fill=False, dtype=bool)[
         persons
@@ -388,7 +389,7 @@ def person_features(snap: Snapshot, persons: np.ndarray) -> dict[str, np.ndarray
         persons
     ].astype(np.float32)
     s = snap.suspicions
-    off = s["offence"].astype(str).to_numpy()
+    off = np.asarray(vocab.OFFENCE + ("",))[codes(s["offence"], vocab.OFFENCE)]
     for o in ("violence", "property", "vandalism", "other"):
         ids = s["person_id"].to_numpy()[off == o]
         f[f"suspicions_{o}"] = np.bincount(ids, minlength=P)[persons].astype(np.float32)
@@ -431,7 +432,7 @@ def _family(snap: Snapshot, flag: np.ndarray, persons: np.ndarray) -> tuple[np.n
 def person_labels(w: WorldFrames, persons: np.ndarray, t: int, window: int) -> np.ndarray:
     """First drug suspicion within [t, t + window - 1] (the jonge-aanwas label)."""
     s = w["suspicions"]
-    drugs = s[(s["offence"].astype(str) == "drugs").to_numpy()]
+    drugs = s[codes(s["offence"], vocab.OFFENCE) == DRUGS]
     first = drugs.groupby("person_id")["year"].min()
     fy = dense(
         first.index.to_numpy(), first.to_numpy(np.int32), w.n_persons, fill=9999, dtype=np.int32

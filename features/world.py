@@ -123,11 +123,13 @@ def active_at(spells: pd.DataFrame, year: int) -> pd.DataFrame:
 
 
 def codes(series: pd.Series, vocabulary: tuple[str, ...]) -> np.ndarray:
-    """Integer codes of a string/categorical column in the order of *vocabulary* (-1 unknown)."""
-    cat = pd.Categorical(
-        series.astype("object")
-        if not isinstance(series.dtype, pd.CategoricalDtype)
-        else series.astype(str),
-        categories=list(vocabulary),
-    )
-    return np.asarray(cat.codes, dtype=np.int8)
+    """Integer codes of a string/categorical column in the order of *vocabulary* (-1 unknown).
+
+    Categorical columns (how dictionary-encoded Parquet arrives) are recoded through their
+    categories only, so national tables are never turned into Python strings.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        lookup = {v: i for i, v in enumerate(vocabulary)}
+        mapping = np.array([lookup.get(str(c), -1) for c in series.cat.categories] + [-1], dtype=np.int8)
+        return mapping[series.cat.codes.to_numpy()]  # code -1 (missing) maps to the last entry
+    return np.asarray(pd.Categorical(series, categories=list(vocabulary)).codes, dtype=np.int8)
