@@ -130,6 +130,8 @@ def codes(series: pd.Series, vocabulary: tuple[str, ...]) -> np.ndarray:
     """
     if isinstance(series.dtype, pd.CategoricalDtype):
         lookup = {v: i for i, v in enumerate(vocabulary)}
-        mapping = np.array([lookup.get(str(c), -1) for c in series.cat.categories] + [-1], dtype=np.int8)
+        mapping = np.array(
+            [lookup.get(str(c), -1) for c in series.cat.categories] + [-1], dtype=np.int8
+        )
         return mapping[series.cat.codes.to_numpy()]  # code -1 (missing) maps to the last entry
     return np.asarray(pd.Categorical(series, categories=list(vocabulary)).codes, dtype=np.int8)
