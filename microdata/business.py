@@ -219,6 +219,24 @@ def generate_business(
     return active_per_buurt
 
 
+def _cell_sums(df: pd.DataFrame, area: str) -> pd.DataFrame:
+    """Establishments, expected and realised turnover, and the largest share, per cell-year."""
+    out = (
+        df.groupby([area, "k", "year"], sort=True)
+        .agg(
+            establishments=("expected", "size"),
+            expected_turnover=("expected", "sum"),
+            realised_turnover=("realised", "sum"),
+            max_share=("realised", "max"),
+        )
+        .reset_index()
+    )
+    out["max_share"] = out["max_share"] / out["realised_turnover"].where(
+        out["realised_turnover"] > 0
+    )
+    return out
+
+
 def _emit_turnover_truth(
     frames: list[pd.DataFrame],
     bu: Buurten,
@@ -238,17 +256,7 @@ def _emit_turnover_truth(
     df["wijk"] = df["cell"] // K
     df["k"] = df["cell"] % K
     out = []
-    wk = (
-        df.groupby(["wijk", "k", "year"], sort=True)
-        .agg(
-            establishments=("expected", "size"),
-            expected_turnover=("expected", "sum"),
-            realised_turnover=("realised", "sum"),
-            max_share=("realised", "max"),
-        )
-        .reset_index()
-    )
-    wk["max_share"] = wk["max_share"] / wk["realised_turnover"].where(wk["realised_turnover"] > 0)
+    wk = _cell_sums(df, "wijk")
     cell = wk["wijk"].to_numpy() * K + wk["k"].to_numpy()
     wk["anomalous"] = onset[cell] <= wk["year"].to_numpy()
     wk["inflation"] = np.where(wk["anomalous"], factor[cell], 1.0)
@@ -256,17 +264,7 @@ def _emit_turnover_truth(
     wk["area_code"] = wijk_code[wk["wijk"].to_numpy()]
     out.append(wk)
     df["gemeente"] = wijk_to_gm[df["wijk"].to_numpy()]
-    gm = (
-        df.groupby(["gemeente", "k", "year"], sort=True)
-        .agg(
-            establishments=("expected", "size"),
-            expected_turnover=("expected", "sum"),
-            realised_turnover=("realised", "sum"),
-            max_share=("realised", "max"),
-        )
-        .reset_index()
-    )
-    gm["max_share"] = gm["max_share"] / gm["realised_turnover"].where(gm["realised_turnover"] > 0)
+    gm = _cell_sums(df, "gemeente")
     # a gemeente cell counts as anomalous when its planted wijk cells inflate it by half or more
     infl = df[df["inflated"]].groupby(["gemeente", "k", "year"])["expected"].sum()
     gm = gm.join(infl.rename("inflated_expected"), on=["gemeente", "k", "year"])
