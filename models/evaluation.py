@@ -1,0 +1,210 @@
+"""Evaluation: K-fold grouped by gemeente over the training years, plus a temporal hold-out.
+
+* **CV**: the training years (all reference years before the hold-out year) are split into
+  ``n_folds`` folds by gemeente, so neighbouring areas never sit on both sides. Out-of-fold
+  predictions give the CV metrics (means over folds; per-fold values are kept).
+* **Hold-out**: a model fitted on the training years only predicts the last complete year.
+  That model is also the *final* model: ``predict`` scores the publication year with a
+  model that never saw it.
+* **Calibration**: a separate monotone (isotonic) map from the booster's score to a
+  probability, fitted on the out-of-fold predictions and applied to the hold-out; the
+  classifier itself is never class-reweighted.
+* **Turnover**: expected turnover is out of fold (cross-fitted), so an anomalous cell never
+  teaches the model its own anomaly; deviation = realised / expected; a cell is flagged when
+  the robust z of its log deviation exceeds 3 (one-sided).
+
+Pure: DataFrames and arrays in, a result object out. Oracle values come in as arrays
+aligned with the rows (the experiments layer reads the truth).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from sklearn.isotonic import IsotonicRegression
+from sklearn.model_selection import GroupKFold
+
+from models import metrics as M
+from models.estimators import fit_kwargs, make_estimator
+from models.tasks import TaskSpec
+
+FLAG_Z = 3.0
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The evaluation settings; their hash is the ``zicht.protocol`` tag."""
+
+    task: str
+    train_years: tuple[int, ...]
+    holdout_year: int
+    n_folds: int = 5
+    window: int = 3
+    min_count: int = 10
+
+    def hash(self) -> str:
+        doc = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Evaluation:
+    """What a training run produced (unit-level arrays stay in memory, never in artifacts)."""
+
+    metrics: dict[str, float]
+    fold_metrics: list[dict[str, float]]
+    model: BaseEstimator
+    calibrator: IsotonicRegression | None
+    fit_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def protocol_for(years: list[int], task: str, *, n_folds: int = 5, window: int = 3,
+                 min_count: int = 10) -> Protocol:
+    years = sorted(years)
+    if len(years) < 2:
+        raise ValueError(f"{task}: need at least two reference years, got {years}")
+    return Protocol(task, tuple(years[:-1]), years[-1], n_folds, window, min_count)
+
+
+def fold_ids(groups: np.ndarray, n_folds: int) -> np.ndarray:
+    """Fold number of every row; a gemeente's rows share one fold (deterministic)."""
+    folds = np.full(len(groups), -1, dtype=np.int64)
+    for k, (_, test) in enumerate(GroupKFold(n_splits=n_folds).split(groups, groups=groups)):
+        folds[test] = k
+    return folds
+
+
+def _score(model: BaseEstimator, X: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "binary":
+        return model.predict_proba(X)[:, 1]
+    return model.predict(X)
+
+
+def _fit(est: BaseEstimator, X: np.ndarray, y: np.ndarray, name: str, cat: list[int]) -> BaseEstimator:
+    kw = fit_kwargs(name, cat)
+    if kw and hasattr(est, "fit"):
+        return est.fit(X, y, **kw)
+    return est.fit(X, y)
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    task: TaskSpec,
+    features: list[str],
+    *,
+    model_name: str,
+    protocol: Protocol,
+    params: dict[str, Any] | None = None,
+    oracle: np.ndarray | None = None,
+    anomalous: np.ndarray | None = None,
+    area_km2: dict[str, float] | None = None,
+    random_state: int = 0,
+    n_jobs: int = 2,
+) -> Evaluation:
+    """Cross-validate, hold out the last year, and fit the final model."""
+    cat = task.categorical(features)
+    est = make_estimator(model_name, task.kind, params=params, categorical=cat,
+                         min_count=protocol.min_count, random_state=random_state, n_jobs=n_jobs)
+    y_all = frame[task.label].to_numpy()
+    keep = np.isfinite(y_all.astype(np.float64))
+    frame = frame[keep].reset_index(drop=True)
+    if oracle is not None:
+        oracle = np.asarray(oracle)[keep]
+    if anomalous is not None:
+        anomalous = np.asarray(anomalous)[keep]
+    X = frame[features].to_numpy(np.float32)
+    y = frame[task.label].to_numpy()
+    years = frame["year"].to_numpy()
+    train = np.isin(years, protocol.train_years)
+    hold = years == protocol.holdout_year
+    groups = task.groups(frame)
+    folds = np.full(len(frame), -1)
+    folds[train] = fold_ids(groups[train], protocol.n_folds)
+
+    # cross-validation over the training years
+    oof = np.full(len(frame), np.nan)
+    fold_metrics: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    for k in range(protocol.n_folds):
+        tr, te = train & (folds != k), folds == k
+        m = _fit(clone(est), X[tr], y[tr], model_name, cat)
+        oof[te] = _score(m, X[te], task.kind)
+        fold_metrics.append(_metrics(task, frame, te, y, oof, oracle, area_km2))
+    metrics = {k: float(np.nanmean([f[k] for f in fold_metrics])) for k in fold_metrics[0]}
+
+    # calibration map from out-of-fold scores (binary only)
+    calibrator = None
+    if task.kind == "binary":
+        calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+        calibrator.fit(oof[train], y[train])
+
+    # the final model: all training years; it also predicts the hold-out year
+    final = _fit(clone(est), X[train], y[train], model_name, cat)
+    fit_seconds = time.perf_counter() - t0
+    extra: dict[str, Any] = {"n_train": int(train.sum()), "n_holdout": int(hold.sum())}
+    if hold.any():
+        pred = _score(final, X[hold], task.kind)
+        if calibrator is not None:
+            pred = calibrator.predict(pred)
+        full = np.full(len(frame), np.nan)
+        full[hold] = pred
+        hm = _metrics(task, frame, hold, y, full, oracle, area_km2)
+        metrics.update({f"holdout_{k}": v for k, v in hm.items()})
+        if task.kind == "binary":
+            extra["holdout_expected_events"] = float(pred.sum())
+            extra["holdout_observed_events"] = float(y[hold].sum())
+    if task.kind == "regression" and anomalous is not None:
+        metrics.update(_anomaly_metrics(frame, train, y, oof, anomalous, "" ))
+        extra["anomaly_k"] = int(np.asarray(anomalous)[train].sum())
+    metrics["fit_seconds"] = fit_seconds
+    return Evaluation(metrics, fold_metrics, final, calibrator, fit_seconds, extra)
+
+
+def _metrics(task: TaskSpec, frame: pd.DataFrame, mask: np.ndarray, y: np.ndarray, pred: np.ndarray,
+             oracle: np.ndarray | None, area_km2: dict[str, float] | None) -> dict[str, float]:
+    o = None if oracle is None else np.asarray(oracle, dtype=np.float64)[mask]
+    if task.kind == "regression":
+        return M.regression_metrics(y[mask], pred[mask], oracle=o)
+    buurt = frame["buurt_code"].astype(str).to_numpy()[mask] if "buurt_code" in frame else None
+    out = M.classification_metrics(y[mask], pred[mask], buurt=buurt, area_km2=area_km2, oracle=o)
+    if "age_group" in frame.columns:
+        ag = frame["age_group"].astype(str).to_numpy()[mask]
+        for group, suffix in (("8-12", "8_12"), ("13-19", "13_19"), ("20-23", "20_23")):
+            g = ag == group
+            sub = M.classification_metrics(y[mask][g], pred[mask][g],
+                                           oracle=None if o is None else o[g])
+            out[f"roc_auc_{suffix}"] = sub["roc_auc"]
+            if "oracle_ratio" in sub:
+                out[f"oracle_ratio_{suffix}"] = sub["oracle_ratio"]
+    return out
+
+
+def deviation_flags(label: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Deviation ratio (realised ÷ expected per inhabitant), its robust z, and the flag (z > 3)."""
+    realised = np.expm1(np.asarray(label, dtype=np.float64))
+    exp = np.expm1(np.asarray(expected, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = realised / np.maximum(exp, M.EPS)
+        z = M.robust_z(np.log(np.maximum(ratio, M.EPS)))
+    return ratio, z, z > FLAG_Z
+
+
+def _anomaly_metrics(frame: pd.DataFrame, train: np.ndarray, y: np.ndarray, oof: np.ndarray,
+                     anomalous: np.ndarray, prefix: str) -> dict[str, float]:
+    z = np.full(len(frame), np.nan)
+    years = frame["year"].to_numpy()
+    for yr in np.unique(years[train]):
+        m = train & (years == yr)
+        _, z[m], _ = deviation_flags(y[m], oof[m])
+    truth = np.asarray(anomalous, dtype=bool)
+    k = int(truth[train].sum())
+    precision, recall = M.anomaly_at_k(truth[train], z[train], k)
+    return {f"{prefix}anomaly_precision_at_k": precision, f"{prefix}anomaly_recall_at_k": recall}
