@@ -287,6 +287,76 @@ def features(task: str, config_path: Path | None, zones: Zones) -> None:
     )
 
 
+@cli.command(short_help="One tracked training run: CV, temporal hold-out and final fit.")
+@click.argument("task", type=TASK_CHOICE)
+@click.option(
+    "--model",
+    "model_name",
+    type=click.Choice(["lightgbm", "tree", "logistic", "histgb"]),
+    default="lightgbm",
+    show_default=True,
+    help="Estimator of the zoo.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment YAML [default: experiments/configs/TASK.yaml].",
+)
+@click.option(
+    "--folds",
+    type=click.IntRange(2, 20),
+    default=5,
+    show_default=True,
+    help="Gemeente-grouped folds over the training years.",
+)
+@common_options
+def train(task: str, model_name: str, config_path: Path | None, folds: int, zones: Zones) -> None:
+    """Train MODEL on TASK and log one MLflow run to experiment zicht/TASK.
+
+    Evaluation: K folds grouped by gemeente over the training years, and a temporal hold-out
+    on the last complete year with a model fitted on earlier years only (that model is the
+    one logged and registered as zicht-TASK; the best comparable run gets alias champion).
+    """
+    from experiments.config import ConfigError, default_config_path, load_config
+    from experiments.tracking import TrackingError
+    from experiments.train import TrainInputError
+    from experiments.train import train as run_training
+    from features.guard import ProtectedAttributeError, UnknownFeatureError
+
+    path = config_path or default_config_path(task)
+    try:
+        cfg = load_config(path)
+        if cfg.task != task:
+            raise ConfigError(f"{path}: task is {cfg.task!r} but the command asks for {task!r}")
+        with stage_progress(3, f"train {task} {model_name}") as advance:
+            result = run_training(
+                cfg,
+                model_name=model_name,
+                data_dir=zones.data_dir,
+                tracking_uri=zones.tracking_uri,
+                n_folds=folds,
+                progress=advance,
+            )
+    except (
+        ConfigError,
+        ProtectedAttributeError,
+        UnknownFeatureError,
+        TrainInputError,
+        TrackingError,
+    ) as exc:
+        raise BadInput(str(exc)) from None
+    primary = "r2_log" if task == "branch_turnover" else "roc_auc"
+    shown = {
+        k: round(v, 4)
+        for k, v in result.metrics.items()
+        if k in (primary, f"holdout_{primary}", "oracle_ratio", "oracle_r2_log", "fit_seconds")
+    }
+    click.echo(f"run {result.run_id} ({task}, {model_name}): {shown}")
+    click.echo(f"champion: run {result.champion_run_id}")
+
+
 @cli.command(short_help="Write the feature catalogue to docs/features.md.")
 @click.option(
     "--out",

@@ -15,28 +15,48 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 
-def oracle_for(task: str, frame: pd.DataFrame, data_dir: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+def oracle_for(
+    task: str, frame: pd.DataFrame, data_dir: Path
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(oracle, anomalous) aligned with *frame*'s rows, or (None, None) without truth."""
     truth = Path(data_dir) / "truth"
     if not truth.is_dir():
         return None, None
     if task == "hennep":
-        t = pq.read_table(truth / "hennep_probability.parquet", columns=["dwelling_id", "year", "probability"])
+        t = pq.read_table(
+            truth / "hennep_probability.parquet", columns=["dwelling_id", "year", "probability"]
+        )
         key = ["dwelling_id", "year"]
     elif task == "jonge_aanwas":
-        t = pq.read_table(truth / "jonge_aanwas_probability.parquet", columns=["person_id", "year", "probability"])
+        t = pq.read_table(
+            truth / "jonge_aanwas_probability.parquet", columns=["person_id", "year", "probability"]
+        )
         key = ["person_id", "year"]
     else:
-        cells = pd.read_parquet(truth / "turnover_cells.parquet",
-                                columns=["level", "area_code", "sbi", "year", "expected_turnover", "anomalous"])
-        stats = pd.read_parquet(Path(data_dir) / "world" / "area_stats.parquet",
-                                columns=["area_code", "year", "inhabitants"])
+        cells = pd.read_parquet(
+            truth / "turnover_cells.parquet",
+            columns=["level", "area_code", "sbi", "year", "expected_turnover", "anomalous"],
+        )
+        stats = pd.read_parquet(
+            Path(data_dir) / "world" / "area_stats.parquet",
+            columns=["area_code", "year", "inhabitants"],
+        )
         cells = cells.merge(stats, on=["area_code", "year"], how="left")
         with np.errstate(divide="ignore", invalid="ignore"):
-            cells["oracle"] = np.where(cells["inhabitants"] > 0,
-                                       np.log1p(cells["expected_turnover"] / cells["inhabitants"]), np.nan)
-        m = frame[["area_code", "sbi", "year"]].astype({"area_code": str, "sbi": str}).merge(
-            cells.astype({"area_code": str, "sbi": str}), on=["area_code", "sbi", "year"], how="left")
+            cells["oracle"] = np.where(
+                cells["inhabitants"] > 0,
+                np.log1p(cells["expected_turnover"] / cells["inhabitants"]),
+                np.nan,
+            )
+        m = (
+            frame[["area_code", "sbi", "year"]]
+            .astype({"area_code": str, "sbi": str})
+            .merge(
+                cells.astype({"area_code": str, "sbi": str}),
+                on=["area_code", "sbi", "year"],
+                how="left",
+            )
+        )
         return m["oracle"].to_numpy(np.float64), m["anomalous"].fillna(False).to_numpy(bool)
     probs = t.to_pandas()
     m = frame[key].merge(probs, on=key, how="left")

@@ -31,9 +31,16 @@ MODELS: tuple[str, ...] = ("lightgbm", "tree", "logistic", "histgb")
 
 #: Defaults per model; a config or an Optuna trial overrides them.
 DEFAULTS: Mapping[str, Mapping[str, Any]] = {
-    "lightgbm": {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31,
-                 "min_child_samples": 20, "subsample": 0.8, "subsample_freq": 1,
-                 "colsample_bytree": 0.8, "reg_lambda": 1.0},
+    "lightgbm": {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 1.0,
+    },
     "tree": {"max_depth": 6},
     "logistic": {"C": 1.0},
     "histgb": {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31},
@@ -89,8 +96,11 @@ def make_estimator(
             tree_cls(min_samples_leaf=min_count, random_state=random_state, **p),
         )
     if name == "logistic":
-        head = (LogisticRegression(max_iter=2000, **p) if kind == "binary"
-                else HuberRegressor(max_iter=1000, alpha=1.0 / p["C"]))
+        head = (
+            LogisticRegression(max_iter=2000, **p)
+            if kind == "binary"
+            else HuberRegressor(max_iter=1000, alpha=1.0 / p["C"])
+        )
         return make_pipeline(
             SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
             StandardScaler(),

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
-from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import GroupKFold
 
 from models import metrics as M
+from models.calibration import BinnedIsotonicCalibrator
 from models.estimators import fit_kwargs, make_estimator
 from models.tasks import TaskSpec
 
@@ -61,13 +61,14 @@ class Evaluation:
     metrics: dict[str, float]
     fold_metrics: list[dict[str, float]]
     model: BaseEstimator
-    calibrator: IsotonicRegression | None
+    calibrator: BinnedIsotonicCalibrator | None
     fit_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def protocol_for(years: list[int], task: str, *, n_folds: int = 5, window: int = 3,
-                 min_count: int = 10) -> Protocol:
+def protocol_for(
+    years: list[int], task: str, *, n_folds: int = 5, window: int = 3, min_count: int = 10
+) -> Protocol:
     years = sorted(years)
     if len(years) < 2:
         raise ValueError(f"{task}: need at least two reference years, got {years}")
@@ -88,7 +89,9 @@ def _score(model: BaseEstimator, X: np.ndarray, kind: str) -> np.ndarray:
     return model.predict(X)
 
 
-def _fit(est: BaseEstimator, X: np.ndarray, y: np.ndarray, name: str, cat: list[int]) -> BaseEstimator:
+def _fit(
+    est: BaseEstimator, X: np.ndarray, y: np.ndarray, name: str, cat: list[int]
+) -> BaseEstimator:
     kw = fit_kwargs(name, cat)
     if kw and hasattr(est, "fit"):
         return est.fit(X, y, **kw)
@@ -111,8 +114,15 @@ def evaluate(
 ) -> Evaluation:
     """Cross-validate, hold out the last year, and fit the final model."""
     cat = task.categorical(features)
-    est = make_estimator(model_name, task.kind, params=params, categorical=cat,
-                         min_count=protocol.min_count, random_state=random_state, n_jobs=n_jobs)
+    est = make_estimator(
+        model_name,
+        task.kind,
+        params=params,
+        categorical=cat,
+        min_count=protocol.min_count,
+        random_state=random_state,
+        n_jobs=n_jobs,
+    )
     y_all = frame[task.label].to_numpy()
     keep = np.isfinite(y_all.astype(np.float64))
     frame = frame[keep].reset_index(drop=True)
@@ -143,8 +153,9 @@ def evaluate(
     # calibration map from out-of-fold scores (binary only)
     calibrator = None
     if task.kind == "binary":
-        calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-        calibrator.fit(oof[train], y[train])
+        calibrator = BinnedIsotonicCalibrator(min_count=protocol.min_count).fit(
+            oof[train], y[train]
+        )
 
     # the final model: all training years; it also predicts the hold-out year
     final = _fit(clone(est), X[train], y[train], model_name, cat)
@@ -162,14 +173,21 @@ def evaluate(
             extra["holdout_expected_events"] = float(pred.sum())
             extra["holdout_observed_events"] = float(y[hold].sum())
     if task.kind == "regression" and anomalous is not None:
-        metrics.update(_anomaly_metrics(frame, train, y, oof, anomalous, "" ))
+        metrics.update(_anomaly_metrics(frame, train, y, oof, anomalous))
         extra["anomaly_k"] = int(np.asarray(anomalous)[train].sum())
     metrics["fit_seconds"] = fit_seconds
     return Evaluation(metrics, fold_metrics, final, calibrator, fit_seconds, extra)
 
 
-def _metrics(task: TaskSpec, frame: pd.DataFrame, mask: np.ndarray, y: np.ndarray, pred: np.ndarray,
-             oracle: np.ndarray | None, area_km2: dict[str, float] | None) -> dict[str, float]:
+def _metrics(
+    task: TaskSpec,
+    frame: pd.DataFrame,
+    mask: np.ndarray,
+    y: np.ndarray,
+    pred: np.ndarray,
+    oracle: np.ndarray | None,
+    area_km2: dict[str, float] | None,
+) -> dict[str, float]:
     o = None if oracle is None else np.asarray(oracle, dtype=np.float64)[mask]
     if task.kind == "regression":
         return M.regression_metrics(y[mask], pred[mask], oracle=o)
@@ -179,15 +197,18 @@ def _metrics(task: TaskSpec, frame: pd.DataFrame, mask: np.ndarray, y: np.ndarra
         ag = frame["age_group"].astype(str).to_numpy()[mask]
         for group, suffix in (("8-12", "8_12"), ("13-19", "13_19"), ("20-23", "20_23")):
             g = ag == group
-            sub = M.classification_metrics(y[mask][g], pred[mask][g],
-                                           oracle=None if o is None else o[g])
+            sub = M.classification_metrics(
+                y[mask][g], pred[mask][g], oracle=None if o is None else o[g]
+            )
             out[f"roc_auc_{suffix}"] = sub["roc_auc"]
             if "oracle_ratio" in sub:
                 out[f"oracle_ratio_{suffix}"] = sub["oracle_ratio"]
     return out
 
 
-def deviation_flags(label: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def deviation_flags(
+    label: np.ndarray, expected: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Deviation ratio (realised ÷ expected per inhabitant), its robust z, and the flag (z > 3)."""
     realised = np.expm1(np.asarray(label, dtype=np.float64))
     exp = np.expm1(np.asarray(expected, dtype=np.float64))
@@ -197,8 +218,9 @@ def deviation_flags(label: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray
     return ratio, z, z > FLAG_Z
 
 
-def _anomaly_metrics(frame: pd.DataFrame, train: np.ndarray, y: np.ndarray, oof: np.ndarray,
-                     anomalous: np.ndarray, prefix: str) -> dict[str, float]:
+def _anomaly_metrics(
+    frame: pd.DataFrame, train: np.ndarray, y: np.ndarray, oof: np.ndarray, anomalous: np.ndarray
+) -> dict[str, float]:
     z = np.full(len(frame), np.nan)
     years = frame["year"].to_numpy()
     for yr in np.unique(years[train]):
@@ -207,4 +229,4 @@ def _anomaly_metrics(frame: pd.DataFrame, train: np.ndarray, y: np.ndarray, oof:
     truth = np.asarray(anomalous, dtype=bool)
     k = int(truth[train].sum())
     precision, recall = M.anomaly_at_k(truth[train], z[train], k)
-    return {f"{prefix}anomaly_precision_at_k": precision, f"{prefix}anomaly_recall_at_k": recall}
+    return {"anomaly_precision_at_k": precision, "anomaly_recall_at_k": recall}

@@ -47,8 +47,13 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(sum(len(b) / n * abs(y[b].mean() - p[b].mean()) for b in parts if len(b)))
 
 
-def pai_at(y: np.ndarray, p: np.ndarray, buurt: np.ndarray, area_km2: Mapping[str, float],
-           share: float = 0.10) -> float:
+def pai_at(
+    y: np.ndarray,
+    p: np.ndarray,
+    buurt: np.ndarray,
+    area_km2: Mapping[str, float],
+    share: float = 0.10,
+) -> float:
     """Predictive accuracy index at *share* of land area.
 
     Buurten are ranked by predicted events per km² (sum of *p* / land area); the top buurten
@@ -70,9 +75,14 @@ def pai_at(y: np.ndarray, p: np.ndarray, buurt: np.ndarray, area_km2: Mapping[st
     return (caught / total_y) / share
 
 
-def classification_metrics(y: np.ndarray, p: np.ndarray, *, buurt: np.ndarray | None = None,
-                           area_km2: Mapping[str, float] | None = None,
-                           oracle: np.ndarray | None = None) -> dict[str, float]:
+def classification_metrics(
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    buurt: np.ndarray | None = None,
+    area_km2: Mapping[str, float] | None = None,
+    oracle: np.ndarray | None = None,
+) -> dict[str, float]:
     """The contract's classification metrics for labels *y* and probabilities *p*."""
     y = np.asarray(y).astype(np.int64)
     p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
@@ -96,7 +106,9 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, *, buurt: np.ndarray | 
     return out
 
 
-def regression_metrics(y: np.ndarray, pred: np.ndarray, *, oracle: np.ndarray | None = None) -> dict[str, float]:
+def regression_metrics(
+    y: np.ndarray, pred: np.ndarray, *, oracle: np.ndarray | None = None
+) -> dict[str, float]:
     """RMSE, MAE and R² on the log scale, and the oracle's R² when the truth is known."""
     y = np.asarray(y, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
@@ -126,6 +138,8 @@ def anomaly_at_k(truth: np.ndarray, score: np.ndarray, k: int) -> tuple[float, f
     truth = np.asarray(truth, dtype=bool)
     if k <= 0 or truth.sum() == 0:
         return float("nan"), float("nan")
-    order = np.argsort(-np.nan_to_num(np.asarray(score, dtype=np.float64), nan=-np.inf), kind="stable")[:k]
+    order = np.argsort(
+        -np.nan_to_num(np.asarray(score, dtype=np.float64), nan=-np.inf), kind="stable"
+    )[:k]
     hits = truth[order].sum()
     return float(hits / k), float(hits / truth.sum())

@@ -42,12 +42,33 @@ class TaskSpec:
 
 TASK_SPECS = MappingProxyType(
     {
-        "hennep": TaskSpec("hennep", "binary", "dwelling_id", "dwelling", "label", "roc_auc",
-                           "a cannabis farm dismantled at the dwelling in year t"),
-        "jonge_aanwas": TaskSpec("jonge_aanwas", "binary", "person_id", "person", "label", "roc_auc",
-                                 "a first drug-offence suspicion within 3 years from the start of t"),
-        "branch_turnover": TaskSpec("branch_turnover", "regression", "cell_id", "cell", "label", "r2_log",
-                                    "log(1 + turnover per inhabitant) of an area × branch cell in t"),
+        "hennep": TaskSpec(
+            "hennep",
+            "binary",
+            "dwelling_id",
+            "dwelling",
+            "label",
+            "roc_auc",
+            "a cannabis farm dismantled at the dwelling in year t",
+        ),
+        "jonge_aanwas": TaskSpec(
+            "jonge_aanwas",
+            "binary",
+            "person_id",
+            "person",
+            "label",
+            "roc_auc",
+            "a first drug-offence suspicion within 3 years from the start of t",
+        ),
+        "branch_turnover": TaskSpec(
+            "branch_turnover",
+            "regression",
+            "cell_id",
+            "cell",
+            "label",
+            "r2_log",
+            "log(1 + turnover per inhabitant) of an area × branch cell in t",
+        ),
     }
 )
 

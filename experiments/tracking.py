@@ -1,0 +1,166 @@
+"""The MLflow edge: experiments, tags, metrics, artifacts, models, and the champion alias.
+
+Names follow CONTRACT.md: experiment ``zicht/<task>``; tags ``zicht.task``, ``zicht.model``,
+``zicht.kind``, ``zicht.scale``, ``zicht.seed``, ``zicht.data_fingerprint``,
+``zicht.protocol``; registered model ``zicht-<task>`` with alias ``champion``. Artifacts hold
+no unit-level rows: the model is logged with a signature built from the feature catalogue,
+never with an input example.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
+
+PRIMARY = {"hennep": "roc_auc", "jonge_aanwas": "roc_auc", "branch_turnover": "r2_log"}
+COMPETING_KINDS = ("train", "tune")
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be reached or used; the message names the URI and the fix."""
+
+
+def experiment_name(task: str) -> str:
+    return f"zicht/{task}"
+
+
+def registered_name(task: str) -> str:
+    return f"zicht-{task}"
+
+
+def connect(tracking_uri: str, task: str) -> str:
+    """Point MLflow at *tracking_uri* and make sure ``zicht/<task>`` exists; its id."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        exp = mlflow.set_experiment(experiment_name(task))
+    except Exception as exc:
+        raise TrackingError(
+            f"MLflow store {tracking_uri!r} cannot be used ({type(exc).__name__}: {exc}); "
+            "check --tracking-uri / MLFLOW_TRACKING_URI"
+        ) from exc
+    return exp.experiment_id
+
+
+@contextmanager
+def run(task: str, *, run_name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
+    """Start a run, or continue the one ``mlflow run`` opened (``MLFLOW_RUN_ID``).
+
+    A run that raises is ended as FAILED (and a KeyboardInterrupt as KILLED), never FINISHED.
+    """
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
+    try:
+        mlflow.set_tags(dict(tags))
+        yield active
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        if not run_id:
+            mlflow.end_run("FINISHED")
+
+
+def signature(features: list[str], kind: str) -> ModelSignature:
+    """Model signature from the feature names (float32 inputs) — no data involved."""
+    inputs = Schema([ColSpec("float", f) for f in features])
+    outputs = Schema([ColSpec("double", "probability" if kind == "binary" else "prediction")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def log_table(df: pd.DataFrame, path: str) -> None:
+    """Log an aggregate table (CSV) as an artifact at *path*."""
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / Path(path).name
+        df.to_csv(target, index=False)
+        mlflow.log_artifact(
+            str(target), artifact_path=str(Path(path).parent) if "/" in path else None
+        )
+
+
+def requirements() -> list[str]:
+    """Pinned requirements of a logged model (skips MLflow's slow inference subprocess)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("lightgbm", "scikit-learn", "numpy", "scipy", "skops")]
+
+
+def log_model(model: Any, model_name: str, features: list[str], kind: str) -> str:
+    """Log the fitted estimator; returns its model URI."""
+    sig = signature(features, kind)
+    if model_name == "lightgbm":
+        info = mlflow.lightgbm.log_model(
+            model, name="model", signature=sig, pip_requirements=requirements()
+        )
+    else:
+        info = log_sklearn(model, "model", signature=sig)
+    return info.model_uri
+
+
+#: Modules whose types may be loaded back from a skops file (our own and well-known ones).
+TRUSTED_PREFIXES = ("numpy.", "scipy.", "sklearn.", "lightgbm.", "models.")
+
+
+def log_sklearn(model: Any, name: str, **kwargs: Any) -> Any:
+    """``mlflow.sklearn.log_model`` with skops trust limited to :data:`TRUSTED_PREFIXES`."""
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(data=sio.dumps(model))
+    trusted = [t for t in untrusted if t.startswith(TRUSTED_PREFIXES)]
+    return mlflow.sklearn.log_model(
+        model, name=name, skops_trusted_types=trusted, pip_requirements=requirements(), **kwargs
+    )
+
+
+def register(model_uri: str, task: str) -> str:
+    """Register *model_uri* as a new version of ``zicht-<task>``; returns the version."""
+    mv = mlflow.register_model(model_uri, registered_name(task))
+    return str(mv.version)
+
+
+def choose_champion(task: str, *, fingerprint: str, protocol: str) -> str | None:
+    """Point alias ``champion`` at the best comparable run's model version.
+
+    Comparable: same data fingerprint and protocol, kind train or tune (tune *trials* never
+    compete). Best: highest primary metric; ties go to the earlier run. Returns the run id.
+    """
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment_name(task))
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=(
+            f"tags.`zicht.data_fingerprint` = '{fingerprint}' and "
+            f"tags.`zicht.protocol` = '{protocol}' and attributes.status = 'FINISHED'"
+        ),
+        max_results=10_000,
+    )
+    competing = [r for r in runs if r.data.tags.get("zicht.kind") in COMPETING_KINDS]
+    metric = PRIMARY[task]
+    scored = [
+        (r.data.metrics[metric], -r.info.start_time, r) for r in runs if metric in r.data.metrics
+    ]
+    if not scored:
+        return None
+    best = max(scored, key=lambda s: (s[0], s[1]))[2]
+    versions = client.search_model_versions(
+        f"name = '{registered_name(task)}' and run_id = '{best.info.run_id}'"
+    )
+    if not versions:
+        return None
+    client.set_registered_model_alias(registered_name(task), "champion", versions[0].version)
+    return best.info.run_id

@@ -1,0 +1,162 @@
+"""``zicht train``: one tracked run — CV, temporal hold-out and the final fit — per task.
+
+Wires the pure pieces (feature table, evaluation, truth alignment) to the MLflow edge.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pyarrow.parquet as pq
+
+from experiments import tracking
+from experiments.config import ExperimentConfig
+from experiments.truth import oracle_for
+from features.catalogue import catalogue_frame
+from features.guard import check_selection
+from features.tables import META
+from microdata.io import data_fingerprint
+from models.evaluation import evaluate, protocol_for
+from models.tasks import get_task
+
+
+class TrainInputError(ValueError):
+    """The inputs of a training run are missing or inconsistent (exit 2)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    metrics: dict[str, float]
+    champion_run_id: str | None
+    protocol: str
+
+
+def world_identity(world_dir: Path) -> tuple[str, str, str]:
+    """(data fingerprint, scale, seed) of the world; a real extract is scale ``real``."""
+    manifest = world_dir / "manifest.json"
+    if manifest.exists():
+        doc = json.loads(manifest.read_text())
+        return data_fingerprint(world_dir), str(doc["scale"]), str(doc["seed"])
+    return data_fingerprint(world_dir), "real", ""
+
+
+def load_features(path: Path, task: str, features: tuple[str, ...]) -> pd.DataFrame:
+    if not path.exists():
+        raise TrainInputError(f"{path}: no feature table; run `zicht features {task}` first")
+    have = set(pq.read_schema(path).names)
+    missing = [f for f in (*META[task], *features) if f not in have]
+    if missing:
+        raise TrainInputError(
+            f"{path}: lacks column(s) {missing[:5]} that the config needs; "
+            f"rebuild it with `zicht features {task} --config <the same config>`"
+        )
+    return pq.read_table(path, columns=[*META[task], *features]).to_pandas()
+
+
+def train(
+    cfg: ExperimentConfig,
+    *,
+    model_name: str,
+    data_dir: Path,
+    tracking_uri: str,
+    n_folds: int = 5,
+    n_jobs: int = 2,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> TrainResult:
+    """Evaluate and fit *model_name* on the task of *cfg*, and log one run."""
+    task = get_task(cfg.task)
+    check_selection(cfg.features)
+    features = list(cfg.features)
+    world_dir = data_dir / "world"
+    fingerprint, scale, seed = world_identity(world_dir)
+    progress("reading features")
+    frame = load_features(data_dir / "features" / f"{cfg.task}.parquet", cfg.task, cfg.features)
+    protocol = protocol_for(sorted(frame["year"].unique().tolist()), cfg.task, n_folds=n_folds)
+    oracle, anomalous = oracle_for(cfg.task, frame, data_dir) if scale != "real" else (None, None)
+    areas = pd.read_parquet(
+        world_dir / "areas.parquet", columns=["area_code", "level", "land_area_km2"]
+    )
+    buurt = areas[areas["level"] == "buurt"]
+    km2 = dict(
+        zip(buurt["area_code"].astype(str), buurt["land_area_km2"].astype(float), strict=True)
+    )
+    progress("cross-validation, hold-out and final fit")
+    ev = evaluate(
+        frame,
+        task,
+        features,
+        model_name=model_name,
+        protocol=protocol,
+        oracle=oracle,
+        anomalous=anomalous,
+        area_km2=km2,
+        random_state=int(seed or 0),
+        n_jobs=n_jobs,
+    )
+    progress("logging to MLflow")
+    tracking.connect(tracking_uri, cfg.task)
+    tags = {
+        "zicht.task": cfg.task,
+        "zicht.model": model_name,
+        "zicht.kind": "train",
+        "zicht.scale": scale,
+        "zicht.seed": seed,
+        "zicht.data_fingerprint": fingerprint,
+        "zicht.protocol": protocol.hash(),
+    }
+    with tracking.run(cfg.task, run_name=f"{model_name}-train", tags=tags) as active:
+        mlflow.log_params(
+            {
+                "model": model_name,
+                "n_features": len(features),
+                "n_folds": protocol.n_folds,
+                "train_years": ",".join(map(str, protocol.train_years)),
+                "holdout_year": protocol.holdout_year,
+                "window": protocol.window,
+                "min_count": protocol.min_count,
+                "n_train": ev.extra["n_train"],
+                "n_holdout": ev.extra["n_holdout"],
+                **({"anomaly_k": ev.extra["anomaly_k"]} if "anomaly_k" in ev.extra else {}),
+                **{f"model.{k}": v for k, v in ev.model.get_params().items() if _plain(v)},
+            }
+        )
+        metrics = {k: v for k, v in ev.metrics.items() if isinstance(v, float) and math.isfinite(v)}
+        mlflow.log_metrics(metrics)
+        for step, fm in enumerate(ev.fold_metrics):
+            mlflow.log_metrics(
+                {f"fold_{k}": v for k, v in fm.items() if math.isfinite(v)}, step=step
+            )
+        tracking.log_table(catalogue_frame(features), "features/catalogue.csv")
+        tracking.log_table(
+            pd.DataFrame(ev.fold_metrics).assign(fold=range(len(ev.fold_metrics))),
+            "metrics/folds.csv",
+        )
+        if ev.calibrator is not None:
+            cal = ev.calibrator
+            tracking.log_table(
+                pd.DataFrame(
+                    {
+                        "mean_score": cal.bin_score_,
+                        "event_rate": cal.bin_rate_,
+                        "units": cal.bin_count_,
+                    }
+                ),
+                "metrics/calibration_bins.csv",
+            )
+            tracking.log_sklearn(cal, "calibrator")
+        uri = tracking.log_model(ev.model, model_name, features, task.kind)
+        tracking.register(uri, cfg.task)
+        run_id = active.info.run_id
+    champion = tracking.choose_champion(cfg.task, fingerprint=fingerprint, protocol=protocol.hash())
+    return TrainResult(run_id, metrics, champion, protocol.hash())
+
+
+def _plain(v: object) -> bool:
+    return isinstance(v, str | int | float | bool) and v is not None
