@@ -152,7 +152,9 @@ def choose_champion(task: str, *, fingerprint: str, protocol: str) -> str | None
     competing = [r for r in runs if r.data.tags.get("zicht.kind") in COMPETING_KINDS]
     metric = PRIMARY[task]
     scored = [
-        (r.data.metrics[metric], -r.info.start_time, r) for r in runs if metric in r.data.metrics
+        (r.data.metrics[metric], -r.info.start_time, r)
+        for r in competing
+        if metric in r.data.metrics
     ]
     if not scored:
         return None
