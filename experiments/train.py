@@ -75,6 +75,7 @@ def train(
     check_selection(cfg.features)
     features = list(cfg.features)
     world_dir = data_dir / "world"
+    tracking.connect(tracking_uri, cfg.task)  # fail fast, before minutes of fitting
     fingerprint, scale, seed = world_identity(world_dir)
     progress("reading features")
     frame = load_features(data_dir / "features" / f"{cfg.task}.parquet", cfg.task, cfg.features)
@@ -101,7 +102,6 @@ def train(
         n_jobs=n_jobs,
     )
     progress("logging to MLflow")
-    tracking.connect(tracking_uri, cfg.task)
     tags = {
         "zicht.task": cfg.task,
         "zicht.model": model_name,

@@ -1,0 +1,277 @@
+"""Models: metric known answers, grouped folds, hold-out, calibration, the zoo's guarantees,
+and tracked training runs on the tiny world with a temporary MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from experiments import tracking
+from experiments.cli import main
+from experiments.config import default_config_path, load_config
+from experiments.truth import oracle_for
+from models import metrics as M
+from models.calibration import BinnedIsotonicCalibrator
+from models.estimators import MODELS, make_estimator
+from models.evaluation import evaluate, fold_ids, protocol_for
+from models.tasks import get_task
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_capture_at_k_is_recall_in_the_top() -> None:
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 0])
+    score = np.array([0.9, 0.1, 0.8, 0.2, 0.3, 0.05, 0.04, 0.03, 0.02, 0.01])
+    assert M.capture_at(y, score, 0.10) == 0.5
+    assert M.capture_at(y, score, 0.20) == 1.0
+
+
+def test_pai_known_answer() -> None:
+    # buurt A (1 km²) holds every event and the highest predicted rate; it is 10% of the land
+    y = np.array([1, 1, 0, 0, 0, 0])
+    p = np.array([0.5, 0.5, 0.01, 0.01, 0.01, 0.01])
+    buurt = np.array(["A", "A", "B", "B", "B", "B"])
+    assert M.pai_at(y, p, buurt, {"A": 1.0, "B": 9.0}) == pytest.approx(10.0)
+    # half of B's area would be needed for 10% of 20 km²: A (1) + 1 of B's 19 -> partial credit
+    assert M.pai_at(y, p, buurt, {"A": 1.0, "B": 19.0}) == pytest.approx(1.0 / 0.1 * 1.0)
+
+
+def test_ece_is_zero_when_calibrated() -> None:
+    p = np.repeat(np.linspace(0.05, 0.95, 10), 100)
+    y = np.concatenate(
+        [
+            np.r_[np.ones(round(q * 100)), np.zeros(100 - round(q * 100))]
+            for q in np.linspace(0.05, 0.95, 10)
+        ]
+    )
+    assert M.expected_calibration_error(y, p) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_oracle_ratio_and_anomalies() -> None:
+    rng = np.random.default_rng(1)
+    truth_p = rng.uniform(0, 1, 2000)
+    y = rng.random(2000) < truth_p
+    m = M.classification_metrics(y, truth_p * 0.5 + 0.25, oracle=truth_p)
+    assert m["oracle_ratio"] == pytest.approx(1.0)
+    z = M.robust_z(np.r_[np.zeros(99), 10.0])
+    assert (z[-1] > 3 and np.all(np.abs(z[:-1]) < 1e-9)) or z[-1] > 3
+    assert M.anomaly_at_k(np.r_[True, False, False], np.array([3.0, 2.0, 1.0]), 1) == (1.0, 1.0)
+
+
+def test_folds_never_split_a_gemeente() -> None:
+    groups = np.repeat([f"GM{i:04d}" for i in range(12)], np.arange(1, 13))
+    folds = fold_ids(groups, 5)
+    frame = pd.DataFrame({"g": groups, "f": folds})
+    assert frame.groupby("g")["f"].nunique().max() == 1
+    assert sorted(frame["f"].unique()) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_zoo_keeps_min_count_and_never_reweights(name: str) -> None:
+    for kind in ("binary", "regression"):
+        est = make_estimator(name, kind, min_count=10)
+        params = {k: v for k, v in est.get_params().items()}
+        for key in (
+            "min_child_samples",
+            "min_samples_leaf",
+            "tree__min_samples_leaf",
+            "decisiontreeclassifier__min_samples_leaf",
+            "decisiontreeregressor__min_samples_leaf",
+        ):
+            if key in params:
+                assert params[key] >= 10, key
+        assert not params.get("class_weight") and not params.get("is_unbalance")
+        assert not params.get("scale_pos_weight") and not params.get(
+            "logisticregression__class_weight"
+        )
+    lgb = make_estimator("lightgbm", "binary")
+    assert lgb.get_params()["deterministic"] is True
+
+
+def test_calibrator_rests_on_bins_of_min_count() -> None:
+    rng = np.random.default_rng(0)
+    s = rng.uniform(size=1003)
+    y = (rng.uniform(size=1003) < s).astype(int)
+    cal = BinnedIsotonicCalibrator(min_count=10).fit(s, y)
+    assert cal.bin_count_.min() >= 10
+    p = cal.predict(np.sort(s))
+    assert np.all(np.diff(p) >= -1e-12), "not monotone"
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@pytest.fixture(scope="module")
+def tiny_features(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("train")
+    (data / "world").symlink_to(tiny_data / "world")
+    (data / "truth").symlink_to(tiny_data / "truth")
+    for task in ("hennep", "jonge_aanwas", "branch_turnover"):
+        assert main(["features", task, "--data-dir", str(data)]) == 0
+    return data
+
+
+def test_holdout_and_calibration_in_the_large(tiny_features: Path) -> None:
+    frame = pd.read_parquet(tiny_features / "features" / "jonge_aanwas.parquet")
+    cfg = load_config(default_config_path("jonge_aanwas"))
+    years = sorted(frame["year"].unique())
+    proto = protocol_for(years, "jonge_aanwas")
+    assert proto.holdout_year == years[-1] and proto.holdout_year not in proto.train_years
+    oracle, _ = oracle_for("jonge_aanwas", frame, tiny_features)
+    ev = evaluate(
+        frame,
+        get_task("jonge_aanwas"),
+        list(cfg.features),
+        model_name="lightgbm",
+        protocol=proto,
+        oracle=oracle,
+    )
+    assert ev.extra["n_train"] == int((frame["year"] < years[-1]).sum())
+    assert ev.extra["n_holdout"] == int((frame["year"] == years[-1]).sum())
+    expected, observed = ev.extra["holdout_expected_events"], ev.extra["holdout_observed_events"]
+    assert abs(expected - observed) <= 3 * np.sqrt(observed), (expected, observed)
+    # the planted effects are found: far better than chance, close to the oracle
+    assert ev.metrics["roc_auc"] > 0.72 and ev.metrics["oracle_ratio"] > 0.9
+    for g in ("8_12", "13_19", "20_23"):
+        assert f"roc_auc_{g}" in ev.metrics and f"holdout_oracle_ratio_{g}" in ev.metrics
+
+
+# ----------------------------------------------------------------------------- tracked runs
+
+CLASSIFICATION = [
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "brier_skill",
+    "log_loss",
+    "ece",
+    "capture_at_1pct",
+    "capture_at_5pct",
+    "capture_at_10pct",
+    "pai_at_10pct",
+    "oracle_roc_auc",
+    "oracle_ratio",
+    "fit_seconds",
+]
+REGRESSION = [
+    "rmse_log",
+    "mae_log",
+    "r2_log",
+    "oracle_r2_log",
+    "anomaly_precision_at_k",
+    "anomaly_recall_at_k",
+    "fit_seconds",
+]
+TAGS = [
+    "zicht.task",
+    "zicht.model",
+    "zicht.kind",
+    "zicht.scale",
+    "zicht.seed",
+    "zicht.data_fingerprint",
+    "zicht.protocol",
+]
+
+
+@pytest.fixture(scope="module")
+def store(tiny_features: Path) -> str:
+    return f"sqlite:///{tiny_features / 'mlflow.db'}"
+
+
+@pytest.mark.parametrize("task", ["jonge_aanwas", "hennep", "branch_turnover"])
+def test_train_logs_the_contract(
+    task: str, tiny_features: Path, store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["train", task, "--data-dir", str(tiny_features), "--tracking-uri", store])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    mlflow.set_tracking_uri(store)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(f"zicht/{task}")
+    run = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert run.info.status == "FINISHED"
+    for tag in TAGS:
+        assert run.data.tags.get(tag), tag
+    assert run.data.tags["zicht.kind"] == "train" and run.data.tags["zicht.scale"] == "tiny"
+    names = CLASSIFICATION if task != "branch_turnover" else REGRESSION
+    for m in names:
+        assert m in run.data.metrics, m
+        if m != "fit_seconds":
+            assert f"holdout_{m}" in run.data.metrics or m.startswith("anomaly"), f"holdout_{m}"
+    if task == "jonge_aanwas":
+        for g in ("8_12", "13_19", "20_23"):
+            assert f"roc_auc_{g}" in run.data.metrics and f"oracle_ratio_{g}" in run.data.metrics
+    if task == "branch_turnover":
+        assert int(run.data.params["anomaly_k"]) > 0
+    champion = client.get_model_version_by_alias(f"zicht-{task}", "champion")
+    assert champion.run_id == run.info.run_id
+    _assert_no_unit_rows(client, run.info.run_id)
+
+
+def _assert_no_unit_rows(client: MlflowClient, run_id: str) -> None:
+    """No artifact is a unit-level table, and no model carries an input example."""
+    todo, files = [""], []
+    while todo:
+        for item in client.list_artifacts(run_id, todo.pop()):
+            (todo if item.is_dir else files).append(item.path)
+    assert not any("input_example" in f for f in files)
+    local = Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, tracking_uri=mlflow.get_tracking_uri())
+    )
+    for csv in local.rglob("*.csv"):
+        df = pd.read_csv(csv)
+        assert not [c for c in df.columns if c.endswith("_id")], csv
+        assert len(df) <= 500, f"{csv.name} has {len(df)} rows: a unit-level table?"
+        if "units" in df.columns:
+            assert df["units"].min() >= 10
+    assert not list(local.rglob("input_example*"))
+
+
+def test_champion_ignores_other_worlds(tiny_features: Path, store: str) -> None:
+    mlflow.set_tracking_uri(store)
+    assert tracking.choose_champion("jonge_aanwas", fingerprint="0" * 64, protocol="x") is None
+    client = MlflowClient()
+    before = client.get_model_version_by_alias("zicht-jonge_aanwas", "champion").version
+    # a worse model on the same world and protocol does not take the alias
+    assert (
+        main(
+            [
+                "train",
+                "jonge_aanwas",
+                "--model",
+                "tree",
+                "--data-dir",
+                str(tiny_features),
+                "--tracking-uri",
+                store,
+            ]
+        )
+        == 0
+    )
+    assert client.get_model_version_by_alias("zicht-jonge_aanwas", "champion").version == before
+
+
+def test_a_failing_run_is_not_marked_finished(store: str) -> None:
+    tracking.connect(store, "hennep")
+    with (
+        pytest.raises(RuntimeError),
+        tracking.run("hennep", run_name="boom", tags={"zicht.kind": "train"}) as r,
+    ):
+        run_id = r.info.run_id
+        raise RuntimeError("killed mid-training")
+    assert MlflowClient().get_run(run_id).info.status == "FAILED"
+
+
+def test_unreachable_store_exits_2(
+    tiny_features: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = "sqlite:////proc/zicht-cannot-write-here/mlflow.db"
+    code = main(
+        ["train", "branch_turnover", "--data-dir", str(tiny_features), "--tracking-uri", bad]
+    )
+    assert code == 2 and "tracking-uri" in capsys.readouterr().err
