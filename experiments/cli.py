@@ -357,6 +357,57 @@ def train(task: str, model_name: str, config_path: Path | None, folds: int, zone
     click.echo(f"champion: run {result.champion_run_id}")
 
 
+@cli.command(short_help="Champion predictions for the publication year (secure zone).")
+@click.argument("task", type=TASK_CHOICE)
+@common_options
+def predict(task: str, zones: Zones) -> None:
+    """Score the publication year (the last year with complete labels) with the champion of
+    TASK, which was fitted on earlier years only, into DATA/predictions/TASK.parquet.
+    Refuses (exit 2) a champion trained on another world.
+    """
+    from experiments.predict import PredictError
+    from experiments.predict import predict as run_predict
+    from experiments.tracking import TrackingError
+
+    try:
+        out = run_predict(task, data_dir=zones.data_dir, tracking_uri=zones.tracking_uri)
+    except (PredictError, TrackingError) as exc:
+        raise BadInput(str(exc)) from None
+    import pyarrow.parquet as pq
+
+    click.echo(f"{task}: {pq.read_metadata(out).num_rows:,} predictions written to {out}")
+
+
+@cli.command(short_help="Open the MLflow UI for the store, on 127.0.0.1.")
+@click.option("--port", type=int, default=5000, show_default=True)
+@common_options
+def ui(port: int, zones: Zones) -> None:
+    """Start the MLflow UI (lean settings: one worker, no job execution) on 127.0.0.1."""
+    import subprocess
+
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        zones.tracking_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    click.echo(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
 @cli.command(short_help="Write the feature catalogue to docs/features.md.")
 @click.option(
     "--out",

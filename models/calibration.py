@@ -9,6 +9,7 @@ and the isotonic map is fitted on the bins' mean score and event rate, weighted 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 
@@ -35,3 +36,14 @@ class BinnedIsotonicCalibrator(BaseEstimator):
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
         return self.isotonic_.predict(np.asarray(scores, dtype=np.float64))
+
+
+def calibrator_from_bins(bins: pd.DataFrame, min_count: int = 10) -> BinnedIsotonicCalibrator:
+    """Rebuild a calibrator from its logged bins (mean_score, event_rate, units)."""
+    cal = BinnedIsotonicCalibrator(min_count=min_count)
+    cal.bin_score_ = bins["mean_score"].to_numpy(np.float64)
+    cal.bin_rate_ = bins["event_rate"].to_numpy(np.float64)
+    cal.bin_count_ = bins["units"].to_numpy(np.int64)
+    cal.isotonic_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+    cal.isotonic_.fit(cal.bin_score_, cal.bin_rate_, sample_weight=cal.bin_count_)
+    return cal

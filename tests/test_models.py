@@ -275,3 +275,33 @@ def test_unreachable_store_exits_2(
         ["train", "branch_turnover", "--data-dir", str(tiny_features), "--tracking-uri", bad]
     )
     assert code == 2 and "tracking-uri" in capsys.readouterr().err
+
+
+def test_predict_scores_the_publication_year_and_refuses_other_worlds(
+    tiny_features: Path, store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["train", "jonge_aanwas", "--data-dir", str(tiny_features), "--tracking-uri", store])
+        == 0
+    )
+    assert (
+        main(["predict", "jonge_aanwas", "--data-dir", str(tiny_features), "--tracking-uri", store])
+        == 0
+    )
+    pred = pd.read_parquet(tiny_features / "predictions" / "jonge_aanwas.parquet")
+    feats = pd.read_parquet(
+        tiny_features / "features" / "jonge_aanwas.parquet", columns=["year", "label"]
+    )
+    last = feats["year"].max()
+    assert (pred["year"] == last).all() and len(pred) == int((feats["year"] == last).sum())
+    assert pred["probability"].between(0, 1).all()
+    # calibration in the large on the publication year
+    observed = feats.loc[feats["year"] == last, "label"].sum()
+    assert abs(pred["probability"].sum() - observed) <= 3 * np.sqrt(observed)
+    # a world from another seed has another fingerprint: the champion is refused
+    other = tmp_path / "other"
+    assert main(["generate", "--scale", "tiny", "--seed", "8", "--data-dir", str(other)]) == 0
+    (other / "features").symlink_to(tiny_features / "features")
+    capsys.readouterr()
+    code = main(["predict", "jonge_aanwas", "--data-dir", str(other), "--tracking-uri", store])
+    assert code == 2 and "not on the current world" in capsys.readouterr().err
