@@ -151,11 +151,30 @@ def train(
                 "metrics/calibration_bins.csv",
             )
             tracking.log_sklearn(cal, "calibrator")
+        _log_curves(ev.extra.get("curves", {}), f"{cfg.task} ({model_name}, out of fold)")
         uri = tracking.log_model(ev.model, model_name, features, task.kind)
         tracking.register(uri, cfg.task)
         run_id = active.info.run_id
     champion = tracking.choose_champion(cfg.task, fingerprint=fingerprint, protocol=protocol.hash())
     return TrainResult(run_id, metrics, champion, protocol.hash())
+
+
+def _log_curves(curves: dict[str, pd.DataFrame], title: str) -> None:
+    """Binned curve tables and their plots (every mark >= min_count units)."""
+    import tempfile
+
+    from reports import plots
+
+    draw = {
+        "calibration": plots.calibration_plot,
+        "capture": plots.capture_plot,
+        "roc_pr": plots.roc_pr_plot,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, table in curves.items():
+            tracking.log_table(table, f"plots/{name}.csv")
+            png = draw[name](table, Path(tmp) / f"{name}.png", title=title)
+            mlflow.log_artifact(str(png), artifact_path="plots")
 
 
 def _plain(v: object) -> bool:

@@ -30,6 +30,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GroupKFold
 
+from models import curves as C
 from models import metrics as M
 from models.calibration import BinnedIsotonicCalibrator
 from models.estimators import fit_kwargs, make_estimator
@@ -150,9 +151,17 @@ def evaluate(
         fold_metrics.append(_metrics(task, frame, te, y, oof, oracle, area_km2))
     metrics = {k: float(np.nanmean([f[k] for f in fold_metrics])) for k in fold_metrics[0]}
 
-    # calibration map from out-of-fold scores (binary only)
+    # binned curves for the plots (aggregates only), and the calibration map, from OOF scores
     calibrator = None
+    curves: dict[str, pd.DataFrame] = {}
     if task.kind == "binary":
+        yt, pt = y[train].astype(np.float64), oof[train]
+        mc = protocol.min_count
+        curves = {
+            "calibration": C.calibration_bins(yt, pt, min_count=mc),
+            "capture": C.capture_curve(yt, pt, min_count=mc),
+            "roc_pr": C.roc_pr_points(yt, pt, min_count=mc),
+        }
         calibrator = BinnedIsotonicCalibrator(min_count=protocol.min_count).fit(
             oof[train], y[train]
         )
@@ -160,7 +169,11 @@ def evaluate(
     # the final model: all training years; it also predicts the hold-out year
     final = _fit(clone(est), X[train], y[train], model_name, cat)
     fit_seconds = time.perf_counter() - t0
-    extra: dict[str, Any] = {"n_train": int(train.sum()), "n_holdout": int(hold.sum())}
+    extra: dict[str, Any] = {
+        "n_train": int(train.sum()),
+        "n_holdout": int(hold.sum()),
+        "curves": curves,
+    }
     if hold.any():
         pred = _score(final, X[hold], task.kind)
         if calibrator is not None:
