@@ -408,6 +408,61 @@ def ui(port: int, zones: Zones) -> None:
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
+@cli.group(short_help="Benchmarks: models against baselines and the oracle.")
+def bench() -> None:
+    """Benchmarks (``zicht bench models``)."""
+
+
+@bench.command("models")
+@click.argument("tasks", nargs=-1, type=TASK_CHOICE)
+@click.option(
+    "--models",
+    "model_list",
+    default="lightgbm,tree,logistic,histgb",
+    show_default=True,
+    help="Comma-separated models of the zoo.",
+)
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    type=click.IntRange(20, 5000),
+    default=200,
+    show_default=True,
+    help="Paired bootstrap resamples over gemeenten.",
+)
+@common_options
+def bench_models_cmd(tasks: tuple[str, ...], model_list: str, n_boot: int, zones: Zones) -> None:
+    """All models on identical gemeente-grouped folds; prints and logs the leaderboard with
+    95% paired bootstrap intervals over gemeenten (model minus best baseline, model over oracle).
+    """
+    from experiments.bench import bench_models, leaderboard_markdown
+    from experiments.tracking import PRIMARY, TrackingError
+    from experiments.train import TrainInputError
+    from models.tasks import get_task
+
+    models = [m.strip() for m in model_list.split(",") if m.strip()]
+    unknown = [m for m in models if m not in ("lightgbm", "tree", "logistic", "histgb")]
+    if unknown:
+        raise BadInput(
+            f"--models: unknown model(s) {unknown}; choose from lightgbm, tree, logistic, histgb"
+        )
+    for task in tasks or ("hennep", "jonge_aanwas", "branch_turnover"):
+        try:
+            with stage_progress(len(models) + 1, f"bench {task}") as advance:
+                board = bench_models(
+                    task,
+                    models,
+                    data_dir=zones.data_dir,
+                    tracking_uri=zones.tracking_uri,
+                    n_boot=n_boot,
+                    progress=advance,
+                )
+        except (TrainInputError, TrackingError) as exc:
+            raise BadInput(str(exc)) from None
+        click.echo(f"\n## {task}\n")
+        click.echo(leaderboard_markdown(board, PRIMARY[task], get_task(task).kind))
+
+
 @cli.command(short_help="Write the feature catalogue to docs/features.md.")
 @click.option(
     "--out",

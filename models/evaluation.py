@@ -189,6 +189,8 @@ def evaluate(
         metrics.update(_anomaly_metrics(frame, train, y, oof, anomalous))
         extra["anomaly_k"] = int(np.asarray(anomalous)[train].sum())
     metrics["fit_seconds"] = fit_seconds
+    # in memory only (never logged): what a benchmark needs for paired bootstrap intervals
+    extra["oof"], extra["train_mask"], extra["groups"], extra["y"] = oof, train, groups, y
     return Evaluation(metrics, fold_metrics, final, calibrator, fit_seconds, extra)
 
 

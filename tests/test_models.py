@@ -305,3 +305,56 @@ def test_predict_scores_the_publication_year_and_refuses_other_worlds(
     capsys.readouterr()
     code = main(["predict", "jonge_aanwas", "--data-dir", str(other), "--tracking-uri", store])
     assert code == 2 and "not on the current world" in capsys.readouterr().err
+
+
+def test_bench_models_leaderboard_with_paired_intervals(
+    tiny_features: Path, store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "bench",
+            "models",
+            "jonge_aanwas",
+            "--models",
+            "lightgbm,tree",
+            "--bootstrap",
+            "30",
+            "--data-dir",
+            str(tiny_features),
+            "--tracking-uri",
+            store,
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| lightgbm |" in out and "| tree |" in out and "ratio to oracle" in out
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("zicht/jonge_aanwas")
+    parent = next(
+        r
+        for r in client.search_runs([exp.experiment_id])
+        if r.data.tags.get("mlflow.runName") == "bench-jonge_aanwas"
+    )
+    assert parent.data.tags["zicht.kind"] == "bench"
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert {c.data.tags["zicht.model"] for c in children} == {"lightgbm", "tree"}
+    board = pd.read_csv(
+        mlflow.artifacts.download_artifacts(
+            run_id=parent.info.run_id, artifact_path="leaderboard/leaderboard.csv"
+        )
+    )
+    lg = board.set_index("model").loc["lightgbm"]
+    assert (
+        lg["roc_auc_lo"] <= lg["roc_auc_hi"]
+        and lg["vs_oracle_lo"] <= lg["vs_oracle"] <= lg["vs_oracle_hi"] + 1e-9
+    )
+    assert lg["best_baseline"] == "tree"
+    # benches never become champion
+    chosen = tracking.choose_champion(
+        "jonge_aanwas",
+        fingerprint=parent.data.tags["zicht.data_fingerprint"],
+        protocol=parent.data.tags["zicht.protocol"],
+    )
+    assert chosen not in {parent.info.run_id, *(c.info.run_id for c in children)}
