@@ -408,6 +408,78 @@ def ui(port: int, zones: Zones) -> None:
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
+@cli.command(short_help="An Optuna study; each trial a nested run, the best refitted.")
+@click.argument("task", type=TASK_CHOICE)
+@click.option("--trials", type=click.IntRange(1, 10_000), required=True, help="Number of trials.")
+@click.option(
+    "--model",
+    "model_name",
+    type=click.Choice(["lightgbm", "tree", "logistic", "histgb"]),
+    default="lightgbm",
+    show_default=True,
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Experiment YAML [default: experiments/configs/TASK.yaml].",
+)
+@click.option(
+    "--storage",
+    default=None,
+    metavar="URL",
+    help="Optuna storage (e.g. sqlite:///optuna.db) to resume or share a study.",
+)
+@common_options
+def tune(
+    task: str,
+    trials: int,
+    model_name: str,
+    config_path: Path | None,
+    storage: str | None,
+    zones: Zones,
+) -> None:
+    """Tune MODEL on TASK with seeded TPE and pruning on the folds. Each trial is a nested
+    MLflow run (zicht.kind=trial); the parent run refits the best parameters (zicht.kind=tune)
+    and competes for champion.
+    """
+    from experiments.config import ConfigError, default_config_path, load_config
+    from experiments.tracking import TrackingError
+    from experiments.train import TrainInputError
+    from experiments.tune import tune as run_tune
+    from features.guard import ProtectedAttributeError, UnknownFeatureError
+
+    path = config_path or default_config_path(task)
+    try:
+        cfg = load_config(path)
+        if cfg.task != task:
+            raise ConfigError(f"{path}: task is {cfg.task!r} but the command asks for {task!r}")
+        with stage_progress(trials + 1, f"tune {task} {model_name}") as advance:
+            result = run_tune(
+                cfg,
+                model_name=model_name,
+                trials=trials,
+                data_dir=zones.data_dir,
+                tracking_uri=zones.tracking_uri,
+                storage=storage,
+                progress=advance,
+            )
+    except (
+        ConfigError,
+        ProtectedAttributeError,
+        UnknownFeatureError,
+        TrainInputError,
+        TrackingError,
+    ) as exc:
+        raise BadInput(str(exc)) from None
+    primary = "r2_log" if task == "branch_turnover" else "roc_auc"
+    click.echo(
+        f"tune run {result.run_id}: {primary} {result.metrics.get(primary, float('nan')):.4f}; "
+        f"champion: run {result.champion_run_id}"
+    )
+
+
 @cli.group(short_help="Benchmarks: models against baselines and the oracle.")
 def bench() -> None:
     """Benchmarks (``zicht bench models``)."""

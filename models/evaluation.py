@@ -194,6 +194,52 @@ def evaluate(
     return Evaluation(metrics, fold_metrics, final, calibrator, fit_seconds, extra)
 
 
+def cv_scores(
+    frame: pd.DataFrame,
+    task: TaskSpec,
+    features: list[str],
+    *,
+    model_name: str,
+    protocol: Protocol,
+    params: dict[str, Any] | None = None,
+    report: Any = None,
+    random_state: int = 0,
+    n_jobs: int = 2,
+) -> list[float]:
+    """The primary metric per fold (same folds as :func:`evaluate`); *report(fold, value)* is
+    called after each fold with the running mean, so a tuner can prune a poor trial early."""
+    cat = task.categorical(features)
+    est = make_estimator(
+        model_name,
+        task.kind,
+        params=params,
+        categorical=cat,
+        min_count=protocol.min_count,
+        random_state=random_state,
+        n_jobs=n_jobs,
+    )
+    frame = frame[np.isfinite(frame[task.label].to_numpy(np.float64))].reset_index(drop=True)
+    X = frame[features].to_numpy(np.float32)
+    y = frame[task.label].to_numpy()
+    train = np.isin(frame["year"].to_numpy(), protocol.train_years)
+    folds = np.full(len(frame), -1)
+    folds[train] = fold_ids(task.groups(frame)[train], protocol.n_folds)
+    scores: list[float] = []
+    for k in range(protocol.n_folds):
+        tr, te = train & (folds != k), folds == k
+        m = _fit(clone(est), X[tr], y[tr], model_name, cat)
+        pred = _score(m, X[te], task.kind)
+        value = (
+            M.classification_metrics(y[te], pred)["roc_auc"]
+            if task.kind == "binary"
+            else M.regression_metrics(y[te], pred)["r2_log"]
+        )
+        scores.append(float(value))
+        if report is not None:
+            report(k, float(np.mean(scores)))
+    return scores
+
+
 def _metrics(
     task: TaskSpec,
     frame: pd.DataFrame,

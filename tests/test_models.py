@@ -358,3 +358,46 @@ def test_bench_models_leaderboard_with_paired_intervals(
         protocol=parent.data.tags["zicht.protocol"],
     )
     assert chosen not in {parent.info.run_id, *(c.info.run_id for c in children)}
+
+
+def test_tune_makes_nested_trials_and_a_competing_refit(
+    tiny_features: Path, store: str, tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = [
+        "tune",
+        "branch_turnover",
+        "--trials",
+        "3",
+        "--model",
+        "tree",
+        "--storage",
+        storage,
+        "--data-dir",
+        str(tiny_features),
+        "--tracking-uri",
+        store,
+    ]
+    assert main(args) == 0
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("zicht/branch_turnover")
+    parent = client.search_runs(
+        [exp.experiment_id], "tags.`zicht.kind` = 'tune'", order_by=["attributes.start_time DESC"]
+    )[0]
+    trials = client.search_runs(
+        [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(trials) == 3 and all(t.data.tags["zicht.kind"] == "trial" for t in trials)
+    assert "best.max_depth" in parent.data.params and "r2_log" in parent.data.metrics
+    chosen = tracking.choose_champion(
+        "branch_turnover",
+        fingerprint=parent.data.tags["zicht.data_fingerprint"],
+        protocol=parent.data.tags["zicht.protocol"],
+    )
+    assert chosen not in {t.info.run_id for t in trials}
+    # the study resumes from its storage
+    assert main(args) == 0
+    import optuna
+
+    study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+    assert len(study.trials) == 6
