@@ -18,7 +18,7 @@ import pandas as pd
 
 from experiments import tracking
 from experiments.config import default_config_path, load_config
-from experiments.train import load_features, world_identity
+from experiments.train import BASELINE_MAX_ROWS, load_features, world_identity
 from experiments.truth import oracle_for
 from models.bootstrap import interval, paired_bootstrap
 from models.evaluation import evaluate, protocol_for
@@ -84,6 +84,7 @@ def bench_models(
                 area_km2=km2,
                 random_state=int(seed or 0),
                 n_jobs=n_jobs,
+                max_train_rows=None if name == MAIN else BASELINE_MAX_ROWS,
             )
             results[name] = ev
             with mlflow.start_run(run_name=f"bench-{name}", nested=True):

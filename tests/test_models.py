@@ -401,3 +401,12 @@ def test_tune_makes_nested_trials_and_a_competing_refit(
 
     study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
     assert len(study.trials) == 6
+
+
+def test_baselines_fit_on_a_stated_uniform_sample() -> None:
+    from models.evaluation import _fit_rows
+
+    y = (np.arange(10_000) % 100 == 0).astype(int)
+    keep = _fit_rows(y, 1_000, 7)
+    assert keep.sum() == 1_000 and np.array_equal(keep, _fit_rows(y, 1_000, 7))
+    assert _fit_rows(y, None, 7).all() and _fit_rows(y, 20_000, 7).all()
