@@ -226,6 +226,18 @@ def world_validate(world_dir: Path | None, zones: Zones) -> None:
 TASK_CHOICE = click.Choice(["hennep", "jonge_aanwas", "branch_turnover"])
 
 
+def task_config(task: str, config_path: Path | None) -> Any:
+    """The experiment config for *task* (default: the shipped one); ConfigError if it is for
+    another task."""
+    from experiments.config import ConfigError, default_config_path, load_config
+
+    path = config_path or default_config_path(task)
+    cfg = load_config(path)
+    if cfg.task != task:
+        raise ConfigError(f"{path}: task is {cfg.task!r} but the command asks for {task!r}")
+    return cfg
+
+
 @cli.command(short_help="Build the feature table of a task into DATA/features/TASK.parquet.")
 @click.argument("task", type=TASK_CHOICE)
 @click.option(
@@ -243,17 +255,14 @@ def features(task: str, config_path: Path | None, zones: Zones) -> None:
     attribute guard refuses any feature built from origin or migration background, by name,
     by lineage, as a stray column or as a relabelled copy (exit 2).
     """
-    from experiments.config import ConfigError, default_config_path, load_config
+    from experiments.config import ConfigError
     from features.audit import AREA_COPY_THRESHOLD, COPY_THRESHOLD, ProtectedAccess
     from features.guard import ProtectedAttributeError, UnknownFeatureError
     from features.tables import world_years, write_feature_table
     from features.world import WorldFileError
 
-    path = config_path or default_config_path(task)
     try:
-        cfg = load_config(path)
-        if cfg.task != task:
-            raise ConfigError(f"{path}: task is {cfg.task!r} but the command asks for {task!r}")
+        cfg = task_config(task, config_path)
         from features.guard import check_selection
 
         check_selection(cfg.features)
@@ -319,17 +328,14 @@ def train(task: str, model_name: str, config_path: Path | None, folds: int, zone
     on the last complete year with a model fitted on earlier years only (that model is the
     one logged and registered as zicht-TASK; the best comparable run gets alias champion).
     """
-    from experiments.config import ConfigError, default_config_path, load_config
+    from experiments.config import ConfigError
     from experiments.tracking import TrackingError
     from experiments.train import TrainInputError
     from experiments.train import train as run_training
     from features.guard import ProtectedAttributeError, UnknownFeatureError
 
-    path = config_path or default_config_path(task)
     try:
-        cfg = load_config(path)
-        if cfg.task != task:
-            raise ConfigError(f"{path}: task is {cfg.task!r} but the command asks for {task!r}")
+        cfg = task_config(task, config_path)
         with stage_progress(3, f"train {task} {model_name}") as advance:
             result = run_training(
                 cfg,
@@ -444,17 +450,14 @@ def tune(
     MLflow run (zicht.kind=trial); the parent run refits the best parameters (zicht.kind=tune)
     and competes for champion.
     """
-    from experiments.config import ConfigError, default_config_path, load_config
+    from experiments.config import ConfigError
     from experiments.tracking import TrackingError
     from experiments.train import TrainInputError
     from experiments.tune import tune as run_tune
     from features.guard import ProtectedAttributeError, UnknownFeatureError
 
-    path = config_path or default_config_path(task)
     try:
-        cfg = load_config(path)
-        if cfg.task != task:
-            raise ConfigError(f"{path}: task is {cfg.task!r} but the command asks for {task!r}")
+        cfg = task_config(task, config_path)
         with stage_progress(trials + 1, f"tune {task} {model_name}") as advance:
             result = run_tune(
                 cfg,

@@ -116,20 +116,11 @@ def evaluate(
 ) -> Evaluation:
     """Cross-validate, hold out the last year, and fit the final model.
 
-    *max_train_rows* caps the rows each fit sees (a seeded sample, every positive kept for
-    classification): the national plan fits the baselines on a stated sample while LightGBM
-    trains on all units. Evaluation always uses every unit.
+    *max_train_rows* caps the rows each fit sees (a seeded uniform sample): the national
+    plan fits the baselines on a stated sample while LightGBM trains on all units.
+    Evaluation always uses every unit.
     """
-    cat = task.categorical(features)
-    est = make_estimator(
-        model_name,
-        task.kind,
-        params=params,
-        categorical=cat,
-        min_count=protocol.min_count,
-        random_state=random_state,
-        n_jobs=n_jobs,
-    )
+    est, cat = _estimator(task, features, model_name, protocol, params, random_state, n_jobs)
     y_all = frame[task.label].to_numpy()
     keep = np.isfinite(y_all.astype(np.float64))
     frame = frame[keep].reset_index(drop=True)
@@ -140,12 +131,9 @@ def evaluate(
     X = frame[features].to_numpy(np.float32)
     y = frame[task.label].to_numpy()
     years = frame["year"].to_numpy()
-    train = np.isin(years, protocol.train_years)
     hold = years == protocol.holdout_year
+    train, folds = _train_folds(frame, task, protocol)
     groups = task.groups(frame)
-    folds = np.full(len(frame), -1)
-    folds[train] = fold_ids(groups[train], protocol.n_folds)
-
     fit_rows = _fit_rows(y, max_train_rows, random_state)
     # cross-validation over the training years
     oof = np.full(len(frame), np.nan)
@@ -202,6 +190,38 @@ def evaluate(
     return Evaluation(metrics, fold_metrics, final, calibrator, fit_seconds, extra)
 
 
+def _estimator(
+    task: TaskSpec,
+    features: list[str],
+    model_name: str,
+    protocol: Protocol,
+    params: dict[str, Any] | None,
+    random_state: int,
+    n_jobs: int,
+) -> tuple[BaseEstimator, list[int]]:
+    cat = task.categorical(features)
+    est = make_estimator(
+        model_name,
+        task.kind,
+        params=params,
+        categorical=cat,
+        min_count=protocol.min_count,
+        random_state=random_state,
+        n_jobs=n_jobs,
+    )
+    return est, cat
+
+
+def _train_folds(
+    frame: pd.DataFrame, task: TaskSpec, protocol: Protocol
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the training years, and their gemeente-grouped fold (-1 elsewhere)."""
+    train = np.isin(frame["year"].to_numpy(), protocol.train_years)
+    folds = np.full(len(frame), -1)
+    folds[train] = fold_ids(task.groups(frame)[train], protocol.n_folds)
+    return train, folds
+
+
 def _fit_rows(y: np.ndarray, max_rows: int | None, random_state: int) -> np.ndarray:
     """Which rows fits may use: all, or a seeded uniform sample of *max_rows* (a uniform
     sample keeps the base rate, so the fitted probabilities stay calibrated)."""
@@ -227,22 +247,11 @@ def cv_scores(
 ) -> list[float]:
     """The primary metric per fold (same folds as :func:`evaluate`); *report(fold, value)* is
     called after each fold with the running mean, so a tuner can prune a poor trial early."""
-    cat = task.categorical(features)
-    est = make_estimator(
-        model_name,
-        task.kind,
-        params=params,
-        categorical=cat,
-        min_count=protocol.min_count,
-        random_state=random_state,
-        n_jobs=n_jobs,
-    )
+    est, cat = _estimator(task, features, model_name, protocol, params, random_state, n_jobs)
     frame = frame[np.isfinite(frame[task.label].to_numpy(np.float64))].reset_index(drop=True)
     X = frame[features].to_numpy(np.float32)
     y = frame[task.label].to_numpy()
-    train = np.isin(frame["year"].to_numpy(), protocol.train_years)
-    folds = np.full(len(frame), -1)
-    folds[train] = fold_ids(task.groups(frame)[train], protocol.n_folds)
+    train, folds = _train_folds(frame, task, protocol)
     scores: list[float] = []
     for k in range(protocol.n_folds):
         tr, te = train & (folds != k), folds == k
