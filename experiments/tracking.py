@@ -43,6 +43,9 @@ def connect(tracking_uri: str, task: str) -> str:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     mlflow.set_tracking_uri(tracking_uri)
     try:
+        run_id = os.environ.get("MLFLOW_RUN_ID")
+        if run_id:  # inside `mlflow run`: log to its run, in its experiment
+            return MlflowClient().get_run(run_id).info.experiment_id
         exp = mlflow.set_experiment(experiment_name(task))
     except Exception as exc:
         raise TrackingError(
