@@ -80,6 +80,7 @@ class Prepared:
     fingerprint: str
     scale: str
     seed: str
+    config: ExperimentConfig | None = None
 
     def tags(self, model_name: str, kind: str) -> dict[str, str]:
         return {
@@ -132,7 +133,17 @@ def prepare(
         zip(buurt["area_code"].astype(str), buurt["land_area_km2"].astype(float), strict=True)
     )
     return Prepared(
-        task, list(cfg.features), frame, protocol, oracle, anomalous, km2, fingerprint, scale, seed
+        task,
+        list(cfg.features),
+        frame,
+        protocol,
+        oracle,
+        anomalous,
+        km2,
+        fingerprint,
+        scale,
+        seed,
+        cfg,
     )
 
 
@@ -159,6 +170,13 @@ def log_evaluation(prep: Prepared, ev: Evaluation, model_name: str) -> None:
     for step, fm in enumerate(ev.fold_metrics):
         mlflow.log_metrics({f"fold_{k}": v for k, v in finite(fm).items()}, step=step)
     tracking.log_table(catalogue_frame(features), "features/catalogue.csv")
+    if prep.config is not None:
+        import yaml
+
+        mlflow.log_text(
+            yaml.safe_dump(prep.config.model_dump(mode="json"), sort_keys=False),
+            "config/experiment.yaml",
+        )
     tracking.log_table(
         pd.DataFrame(ev.fold_metrics).assign(fold=range(len(ev.fold_metrics))), "metrics/folds.csv"
     )
