@@ -63,9 +63,11 @@ class ProtectedAccess:
 
     def __init__(self, world_dir: Path) -> None:
         spec = TABLES["persons"]
-        cols = ["person_id", *spec.protected_columns]
-        t = pq.read_table(Path(world_dir) / spec.file, columns=cols).to_pandas()
-        codes = pd.Categorical(t["herkomst"].astype(str), categories=list(vocab.HERKOMST)).codes
+        # read by the schema's protected mark, not by name: this is the one sanctioned reader
+        origin = spec.protected_columns[0]
+        t = pq.read_table(Path(world_dir) / spec.file, columns=["person_id", origin]).to_pandas()
+        categories = list(vocab.PROTECTED_ORIGIN_CATEGORIES)
+        codes = pd.Categorical(t[origin].astype(str), categories=categories).codes
         n = int(t["person_id"].max()) + 1
         self.__origin = np.full(n, -1, dtype=np.int8)
         self.__origin[t["person_id"].to_numpy()] = codes
@@ -85,7 +87,8 @@ class ProtectedAccess:
         head_of[heads["household_id"].to_numpy()] = heads["person_id"].to_numpy()
         hh = snap.dw_household[frame["dwelling_id"].to_numpy()]
         head = np.where(hh >= 0, head_of[np.maximum(hh, 0)], -1)
-        return np.where(head >= 0, self.__origin[np.maximum(head, 0)], len(vocab.HERKOMST))
+        vacant = len(vocab.PROTECTED_ORIGIN_CATEGORIES)  # vacant dwellings form a group of their own
+        return np.where(head >= 0, self.__origin[np.maximum(head, 0)], vacant)
 
     def _area_shares(self, w: WorldFrames, year: int, codes: pd.Series) -> np.ndarray:
         snap = Snapshot(w, year)

@@ -22,6 +22,9 @@ HERKOMST = (
     "Overig buiten Europa",
 )
 
+#: The categories of the protected origin column, for the audit accessor only.
+PROTECTED_ORIGIN_CATEGORIES = HERKOMST
+
 HOUSEHOLD_TYPE = ("single", "couple", "couple_with_children", "single_parent", "other")
 ROLE = ("head", "partner", "child", "other")
 
