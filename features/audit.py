@@ -87,7 +87,9 @@ class ProtectedAccess:
         head_of[heads["household_id"].to_numpy()] = heads["person_id"].to_numpy()
         hh = snap.dw_household[frame["dwelling_id"].to_numpy()]
         head = np.where(hh >= 0, head_of[np.maximum(hh, 0)], -1)
-        vacant = len(vocab.PROTECTED_ORIGIN_CATEGORIES)  # vacant dwellings form a group of their own
+        vacant = len(
+            vocab.PROTECTED_ORIGIN_CATEGORIES
+        )  # vacant dwellings form a group of their own
         return np.where(head >= 0, self.__origin[np.maximum(head, 0)], vacant)
 
     def _area_shares(self, w: WorldFrames, year: int, codes: pd.Series) -> np.ndarray:
