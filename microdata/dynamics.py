@@ -435,6 +435,9 @@ class Simulator:
             + c["single_parent_household"] * sp_hh
             + c["no_income"] * no_income
             + c["youth_care"] * (self.care_until >= y - 1)
+            + c["halt_x_early_school_leaver"] * ((self.halt > 0) & self.vsv)
+            + c["male_aged_15_20"] * ((st.sex == MALE) & (age >= 15) & (age <= 20))
+            + c["suspected_family_x_single_parent"] * (fam & sp_hh)
             + self.log_rm
         )
         h = np.zeros(P, dtype=np.float64)
@@ -475,8 +478,12 @@ class Simulator:
                 c["single_resident"] * (members[o] == 1)
                 + c["problematic_debts"] * self.debts[o]
                 + c["economic_position"] * econ[o]
-                + c["resident_drug_suspicion"] * drug_hh[o],
+                + c["resident_drug_suspicion"] * drug_hh[o]
+                + c["poverty_below_minus_1_2"] * (econ[o] < -1.2)
+                + c["debts_x_single_resident"] * (self.debts[o] & (members[o] == 1)),
             )
+            + c["vacant_x_private_rent"] * (vacant & (self.own == OWN["private_rent"]))
+            + c["rural_x_farm_in_buurt_3y"] * ((urb[b] >= 4) & (recent > 0)[b])
             + c["terraced"] * (t == DT["terraced"])
             + c["semi_detached"] * (t == DT["semi_detached"])
             + c["detached"] * (t == DT["detached"])

@@ -24,12 +24,12 @@ MIN_AGE_SUSPECT = 12
 
 GENERATOR_VERSION = "1.0.0"
 
-LATENT_NOISE_SD = MappingProxyType({"hennep": 0.5, "jonge_aanwas": 0.6})
+LATENT_NOISE_SD = MappingProxyType({"hennep": 1.0, "jonge_aanwas": 0.8})
 
 #: Cannabis farm at a dwelling in year t, from the state at the end of t-1.
 HENNEP = MappingProxyType(
     {
-        "intercept": -10.2,
+        "intercept": -11.2,
         "vacant": 1.3,
         "single_resident": 0.75,
         "problematic_debts": 1.4,
@@ -45,6 +45,11 @@ HENNEP = MappingProxyType(
         "rural": 0.25,
         "farm_in_buurt_3y": 0.6,
         "farm_in_neighbours_3y": 0.3,
+        # interactions and a threshold: risk is not additive in the drivers
+        "vacant_x_private_rent": 0.8,
+        "poverty_below_minus_1_2": 0.6,
+        "debts_x_single_resident": 0.6,
+        "rural_x_farm_in_buurt_3y": 0.5,
     }
 )
 #: Regional differences (log-odds) in farm risk per RIEC region.
@@ -66,7 +71,7 @@ HENNEP_REGION = MappingProxyType(
 #: First drug-offence suspicion in year t (ages 12+), from the state at the end of t-1.
 JONGE_AANWAS = MappingProxyType(
     {
-        "intercept": -6.3,
+        "intercept": -6.55,
         "age_peak": 18.5,
         "age_curvature": -0.03,
         "male": 1.0,
@@ -79,5 +84,9 @@ JONGE_AANWAS = MappingProxyType(
         "single_parent_household": 0.5,
         "no_income": 0.8,
         "youth_care": 0.3,
+        # interactions: risk is not additive in the drivers
+        "halt_x_early_school_leaver": 0.6,
+        "male_aged_15_20": 0.4,
+        "suspected_family_x_single_parent": 0.5,
     }
 )

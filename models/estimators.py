@@ -41,10 +41,17 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
         "subsample_freq": 1,
         "colsample_bytree": 0.8,
         "reg_lambda": 1.0,
+        "max_bin": 63,
     },
     "tree": {"max_depth": 6},
     "logistic": {"C": 1.0},
-    "histgb": {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31},
+    # the same regularisation as LightGBM: without it, rare events make HistGB diverge
+    "histgb": {
+        "max_iter": 300,
+        "learning_rate": 0.03,
+        "max_leaf_nodes": 15,
+        "l2_regularization": 1.0,
+    },
 }
 
 
@@ -110,7 +117,7 @@ def make_estimator(
     hgb_cls = HistGradientBoostingClassifier if kind == "binary" else HistGradientBoostingRegressor
     extra = {} if kind == "binary" else {"loss": "absolute_error"}
     return hgb_cls(
-        min_samples_leaf=min_count,
+        min_samples_leaf=max(min_count, 100),
         categorical_features=list(categorical) or None,
         random_state=random_state,
         early_stopping=False,
