@@ -154,7 +154,7 @@ def cli() -> None:
     default="region",
     show_default=True,
     help="tiny: ~30k persons, seconds (tests); region: ~300k persons, under a minute; "
-    "national: ~17.9M persons, about 10 minutes and 12 GiB.",
+    "national: ~17.9M persons, about 6 minutes and 6 GiB.",
 )
 @click.option(
     "--seed", type=int, default=7, show_default=True, help="Same seed and scale, same bytes."
