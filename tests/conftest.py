@@ -19,6 +19,12 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _run_outside_the_repo(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """MLflow puts artifacts under ./mlruns of the working directory: keep tests out of the repo."""
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny world (seed 7): DATA directory with world/ and truth/."""
