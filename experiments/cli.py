@@ -389,8 +389,6 @@ def predict(task: str, zones: Zones) -> None:
 @common_options
 def ui(port: int, zones: Zones) -> None:
     """Start the MLflow UI (lean settings: one worker, no job execution) on 127.0.0.1."""
-    import subprocess
-
     env = {
         **os.environ,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -411,7 +409,8 @@ def ui(port: int, zones: Zones) -> None:
         "1",
     ]
     click.echo(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
-    raise SystemExit(subprocess.call(cmd, env=env))
+    # replace this process, so Ctrl-C and kill reach the server (no orphaned server)
+    os.execve(sys.executable, cmd, env)
 
 
 @cli.command(short_help="An Optuna study; each trial a nested run, the best refitted.")
