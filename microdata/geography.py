@@ -159,15 +159,15 @@ def load_outline() -> shapely.Polygon:
     ValueError
         If the packaged file is not in EPSG:28992 or is not a valid polygon.
     """
-    spec = json.loads(_read_package_text("data/nl_outline.json"))
+    spec = json.loads(_read_package_text("assets/nl_outline.json"))
     if spec.get("crs") != CRS:
         raise ValueError(
-            f"microdata/data/nl_outline.json: crs is {spec.get('crs')!r}, expected {CRS!r}"
+            f"microdata/assets/nl_outline.json: crs is {spec.get('crs')!r}, expected {CRS!r}"
         )
     outline = shapely.Polygon(np.asarray(spec["coordinates"], dtype=np.float64))
     if not outline.is_valid or outline.is_empty:
         raise ValueError(
-            "microdata/data/nl_outline.json: coordinates do not form a valid polygon "
+            "microdata/assets/nl_outline.json: coordinates do not form a valid polygon "
             f"({shapely.is_valid_reason(outline)}); fix the vertex list"
         )
     return outline
