@@ -484,6 +484,8 @@ class Simulator:
             )
             + c["vacant_x_private_rent"] * (vacant & (self.own == OWN["private_rent"]))
             + c["rural_x_farm_in_buurt_3y"] * ((urb[b] >= 4) & (recent > 0)[b])
+            + c["built_1960_1985"] * ((st.dw_build_year >= 1960) & (st.dw_build_year <= 1985))
+            + c["surface_90_160_m2"] * ((st.dw_surface >= 90) & (st.dw_surface <= 160))
             + c["terraced"] * (t == DT["terraced"])
             + c["semi_detached"] * (t == DT["semi_detached"])
             + c["detached"] * (t == DT["detached"])

@@ -29,12 +29,12 @@ LATENT_NOISE_SD = MappingProxyType({"hennep": 1.0, "jonge_aanwas": 0.8})
 #: Cannabis farm at a dwelling in year t, from the state at the end of t-1.
 HENNEP = MappingProxyType(
     {
-        "intercept": -11.2,
+        "intercept": -11.63,
         "vacant": 1.3,
         "single_resident": 0.75,
-        "problematic_debts": 1.4,
+        "problematic_debts": 1.2,
         "economic_position": -0.65,
-        "resident_drug_suspicion": 1.8,
+        "resident_drug_suspicion": 1.4,
         "terraced": 0.35,
         "semi_detached": 0.2,
         "detached": 0.6,
@@ -50,6 +50,9 @@ HENNEP = MappingProxyType(
         "poverty_below_minus_1_2": 0.6,
         "debts_x_single_resident": 0.6,
         "rural_x_farm_in_buurt_3y": 0.5,
+        # bands, not slopes: post-war stock with attics, mid-sized houses with room to grow
+        "built_1960_1985": 0.6,
+        "surface_90_160_m2": 0.5,
     }
 )
 #: Regional differences (log-odds) in farm risk per RIEC region.
