@@ -353,7 +353,9 @@ def train(task: str, model_name: str, config_path: Path | None, folds: int, zone
         TrackingError,
     ) as exc:
         raise BadInput(str(exc)) from None
-    primary = "r2_log" if task == "branch_turnover" else "roc_auc"
+    from experiments.tracking import PRIMARY
+
+    primary = PRIMARY[task]
     shown = {
         k: round(v, 4)
         for k, v in result.metrics.items()
@@ -475,7 +477,9 @@ def tune(
         TrackingError,
     ) as exc:
         raise BadInput(str(exc)) from None
-    primary = "r2_log" if task == "branch_turnover" else "roc_auc"
+    from experiments.tracking import PRIMARY
+
+    primary = PRIMARY[task]
     click.echo(
         f"tune run {result.run_id}: {primary} {result.metrics.get(primary, float('nan')):.4f}; "
         f"champion: run {result.champion_run_id}"
