@@ -1,0 +1,779 @@
+"""Roll-up of unit predictions to area scores: the cell table, its relations, the level tables.
+
+Pure core (DataFrames in, DataFrames out; no files). For each task it builds
+
+- a **grid**: one row per level × area × breakdown with ``n`` and the true totals of every
+  additive basis (secure zone only; never exported as such);
+- the **cell table** and **relations** of ``docs/design/publish_interfaces.md`` (sections 2
+  and 4), the input of the disclosure core;
+- after disclosure control, the contract's **level tables** (:func:`level_tables`), where
+  every measure derived from a suppressed basis is empty.
+
+Every level is aggregated from the units themselves with vectorised group-bys on
+categorical codes, so levels add up exactly to the national total and national scale
+(8M dwellings, 14k buurten) is a handful of group-bys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+LEVELS = ("buurt", "wijk", "gemeente", "riec", "nederland")
+#: column of a unit frame that holds the code of its area at each level
+LEVEL_CODE = {
+    "buurt": "buurt_code",
+    "wijk": "wijk_code",
+    "gemeente": "gemeente_code",
+    "riec": "riec_code",
+    "nederland": "nl_code",
+}
+#: (child level, parent level) pairs whose cells are linked by "parent = sum of children"
+HIERARCHY = (
+    ("buurt", "wijk"),
+    ("wijk", "gemeente"),
+    ("gemeente", "riec"),
+    ("riec", "nederland"),
+    ("gemeente", "nederland"),
+)
+NL = "NL"
+TOTAL = "total"
+AGE_GROUPS = ("8-12", "13-19", "20-23")
+#: share of units above the national top-decile score counts as "elevated"
+TOP_DECILE = 0.9
+N_DRIVERS = 3
+
+
+class RollupError(ValueError):
+    """Predictions or world tables that cannot be rolled up (names the column and the fix)."""
+
+
+@dataclass(frozen=True)
+class Basis:
+    """An additive basis: a sum (with contributors, for dominance) or a count of units."""
+
+    name: str
+    kind: str  # "sum" | "count"
+    upper: str  # "n" (the total cannot exceed the units) or "inf"
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """A task's roll-up: grid (true totals, secure), cells and relations for the disclosure
+    core, and the schema of the level tables."""
+
+    task: str
+    breakdown: str | None  # "age_group", "branch" or None
+    levels: tuple[str, ...]
+    bases: tuple[Basis, ...]
+    grid: pd.DataFrame
+    cells: pd.DataFrame
+    relations: pd.DataFrame
+    schema: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _with_nl(units: pd.DataFrame) -> pd.DataFrame:
+    units = units.copy()
+    units["nl_code"] = NL
+    for col in LEVEL_CODE.values():
+        if col in units.columns:
+            units[col] = units[col].astype("category")
+    return units
+
+
+def aggregate(
+    units: pd.DataFrame,
+    *,
+    levels: tuple[str, ...],
+    breakdown: str | None,
+    sums: tuple[str, ...] = (),
+    top: str | None = None,
+) -> pd.DataFrame:
+    """Group *units* to every level (× breakdown value and ``total``).
+
+    Returns one row per ``level, area_code, breakdown`` with ``n``, the sum of each column in
+    *sums*, and for column *top* its largest and second-largest single contributor
+    (``<top>__top1``, ``<top>__top2``; NaN where there is none). Ancestor codes of each area
+    are carried as ``parent_<level>`` columns for the relations.
+
+    >>> u = pd.DataFrame({"buurt_code": ["B1", "B1", "B2"], "wijk_code": ["W1"] * 3,
+    ...                   "gemeente_code": ["G"] * 3, "riec_code": ["R"] * 3, "x": [1., 2., 4.]})
+    >>> g = aggregate(u, levels=("wijk", "nederland"), breakdown=None, sums=("x",), top="x")
+    >>> g[["level", "area_code", "n", "x", "x__top1", "x__top2"]].to_dict("records")[0]
+    {'level': 'wijk', 'area_code': 'W1', 'n': 3, 'x': 7.0, 'x__top1': 4.0, 'x__top2': 2.0}
+    """
+    units = _with_nl(units)
+    if top is not None:
+        # one global descending sort: the rank within any grouping is then its cumcount
+        units = units.sort_values(top, ascending=False, kind="stable", na_position="last")
+    frames = []
+    modes: list[str | None] = [None] if breakdown is None else [breakdown, None]
+    for level in levels:
+        code = LEVEL_CODE[level]
+        for mode in modes:
+            keys = [code] if mode is None else [code, mode]
+            grouped = units.groupby(keys, observed=True, sort=True)
+            out = grouped.size().rename("n").to_frame()
+            for col in sums:
+                out[col] = grouped[col].sum(min_count=0).astype(np.float64)
+            if top is not None:
+                rank = grouped.cumcount().to_numpy()
+                v = units[top].to_numpy(np.float64)
+                ranked = pd.DataFrame(
+                    {
+                        "t1": np.where(rank == 0, v, np.nan),
+                        "t2": np.where(rank == 1, v, np.nan),
+                    },
+                    index=units.index,
+                )
+                tops = ranked.groupby([units[k] for k in keys], observed=True, sort=True).max()
+                out[f"{top}__top1"] = tops["t1"].to_numpy()
+                out[f"{top}__top2"] = tops["t2"].to_numpy()
+            out = out.reset_index().rename(columns={code: "area_code"})
+            out["area_code"] = out["area_code"].astype(str)
+            out["breakdown"] = TOTAL if mode is None else out.pop(mode).astype(str)
+            out.insert(0, "level", level)
+            frames.append(out)
+    grid = pd.concat(frames, ignore_index=True)
+    return _add_parents(grid, units, levels)
+
+
+def _add_parents(grid: pd.DataFrame, units: pd.DataFrame, levels: tuple[str, ...]) -> pd.DataFrame:
+    """``parent_<level>``: the code of each area's ancestor at that level (from the units)."""
+    for child, parent in HIERARCHY:
+        if child not in levels or parent not in levels:
+            continue
+        pairs = (
+            units[[LEVEL_CODE[child], LEVEL_CODE[parent]]]
+            .drop_duplicates()
+            .astype(str)
+            .set_index(LEVEL_CODE[child])[LEVEL_CODE[parent]]
+        )
+        if not pairs.index.is_unique:
+            dup = pairs.index[pairs.index.duplicated()][0]
+            raise RollupError(
+                f"area {dup} lies in more than one {parent}; the {LEVEL_CODE[child]} → "
+                f"{LEVEL_CODE[parent]} columns of the predictions must nest (rule: hierarchy)"
+            )
+        col = f"parent_{parent}"
+        if col not in grid.columns:
+            grid[col] = pd.Series(pd.NA, index=grid.index, dtype=object)
+        mask = grid["level"] == child
+        grid.loc[mask, col] = grid.loc[mask, "area_code"].map(pairs).to_numpy()
+    return grid
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def cell_ids(grid: pd.DataFrame, basis: str) -> pd.Series:
+    """``level|area_code|breakdown|basis`` for each grid row."""
+    return grid["level"] + "|" + grid["area_code"] + "|" + grid["breakdown"] + "|" + basis
+
+
+def build_cells(grid: pd.DataFrame, bases: tuple[Basis, ...]) -> pd.DataFrame:
+    """The cell table (one row per grid row × basis) of publish_interfaces.md section 2."""
+    frames = []
+    for b in bases:
+        if b.name not in grid.columns:
+            continue
+        present = grid[b.name].notna()
+        g = grid[present]
+        top1 = g.get(f"{b.name}__top1", pd.Series(np.nan, index=g.index))
+        top2 = g.get(f"{b.name}__top2", pd.Series(np.nan, index=g.index))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "cell_id": cell_ids(g, b.name).to_numpy(),
+                    "level": g["level"].to_numpy(),
+                    "area_code": g["area_code"].to_numpy(),
+                    "breakdown": g["breakdown"].to_numpy(),
+                    "basis": b.name,
+                    "kind": b.kind,
+                    "n": g["n"].to_numpy(np.int64),
+                    "value": g[b.name].to_numpy(np.float64),
+                    "top1": top1.to_numpy(np.float64) if b.kind == "sum" else np.nan,
+                    "top2": top2.to_numpy(np.float64) if b.kind == "sum" else np.nan,
+                    "upper": g["n"].to_numpy(np.float64) if b.upper == "n" else np.inf,
+                    "intent": True,
+                }
+            )
+        )
+    cells = pd.concat(frames, ignore_index=True)
+    if not cells["cell_id"].is_unique:
+        raise RollupError("cell ids are not unique: one area appears twice in a level")
+    return cells
+
+
+def build_relations(
+    grid: pd.DataFrame, bases: tuple[Basis, ...], *, breakdown: bool
+) -> pd.DataFrame:
+    """Relations ``relation_id, cell_id, role``: parent = Σ children (each hierarchy step, per
+    breakdown value) and, where the task has a breakdown, ``total`` = Σ breakdown values."""
+    frames = []
+    for b in bases:
+        if b.name not in grid.columns:
+            continue
+        g = grid[grid[b.name].notna()]
+        ids = cell_ids(g, b.name)
+        for child, parent in HIERARCHY:
+            kids = g[g["level"] == child]
+            col = f"parent_{parent}"
+            if kids.empty or col not in g.columns:
+                continue
+            total = parent + "|" + kids[col].astype(str) + "|" + kids["breakdown"] + "|" + b.name
+            rel = total + "<" + child
+            frames.append(_members(rel, ids[kids.index], total))
+        if breakdown:
+            parts = g[g["breakdown"] != TOTAL]
+            key = parts["level"] + "|" + parts["area_code"] + "|" + TOTAL + "|" + b.name
+            rel = key + "<breakdown"
+            frames.append(_members(rel, ids[parts.index], key))
+    return pd.concat(frames, ignore_index=True) if frames else _empty_relations()
+
+
+def _members(relation: pd.Series, parts: pd.Series, total: pd.Series) -> pd.DataFrame:
+    """Rows of relations: every part, and each relation's total once."""
+    p = pd.DataFrame(
+        {"relation_id": relation.to_numpy(), "cell_id": parts.to_numpy(), "role": "part"}
+    )
+    t = pd.DataFrame({"relation_id": relation.to_numpy(), "cell_id": total.to_numpy()})
+    t = t.drop_duplicates("relation_id").assign(role="total")
+    return pd.concat([t, p], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise RollupError(
+            f"{what}: lacks column(s) {missing}; rebuild it with the current code "
+            "(`zicht predict TASK` for predictions, `zicht generate` for the world)"
+        )
+
+
+def elevated(score: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """True where the score is above the national top-decile threshold (per group if given)."""
+    score = np.asarray(score, dtype=np.float64)
+    out = np.zeros(len(score), dtype=bool)
+    keys = [None] if groups is None else list(pd.unique(groups))
+    for key in keys:
+        m = np.ones(len(score), bool) if key is None else np.asarray(groups == key)
+        if m.any():
+            out[m] = score[m] > np.quantile(score[m], TOP_DECILE)
+    return out
+
+
+_BINARY_BASES = (Basis("risk_sum", "sum", "n"), Basis("elevated_count", "count", "n"))
+
+
+def roll_up_binary(
+    predictions: pd.DataFrame, *, task: str, profiles: pd.DataFrame | None = None
+) -> Rollup:
+    """hennep (per dwelling) or jonge_aanwas (per person, by age group) predictions → Rollup.
+
+    ``risk_sum`` sums the calibrated probabilities (top contributor: the largest single
+    probability); ``elevated_count`` counts units whose score is above the national
+    top-decile threshold (for jonge_aanwas: of their age group, so the pooled threshold does
+    not simply pick the oldest group).
+    """
+    breakdown = "age_group" if task == "jonge_aanwas" else None
+    need = ("buurt_code", "wijk_code", "gemeente_code", "riec_code", "score", "probability")
+    _require(predictions, need + ((breakdown,) if breakdown else ()), f"predictions of {task}")
+    units = predictions[[c for c in need if c != "score"] + ([breakdown] if breakdown else [])]
+    units = units.assign(
+        probability=predictions["probability"].to_numpy(np.float64),
+        elevated_count=elevated(
+            predictions["score"].to_numpy(),
+            predictions[breakdown].to_numpy() if breakdown else None,
+        ).astype(np.float64),
+    ).rename(columns={"probability": "risk_sum"})
+    grid = aggregate(
+        units,
+        levels=LEVELS,
+        breakdown=breakdown,
+        sums=("risk_sum", "elevated_count"),
+        top="risk_sum",
+    )
+    bases = _BINARY_BASES
+    driver_bases: tuple[Basis, ...] = ()
+    if task == "jonge_aanwas":
+        grid, driver_bases = _attach_profiles(grid, profiles)
+    cells = build_cells(grid, bases)
+    relations = build_relations(grid, bases, breakdown=breakdown is not None)
+    if driver_bases:
+        dcells, drel = _driver_cells(grid)
+        cells = pd.concat([cells, dcells], ignore_index=True)
+        relations = pd.concat([relations, drel], ignore_index=True)
+    return Rollup(
+        task=task,
+        breakdown=breakdown,
+        levels=LEVELS,
+        bases=bases + driver_bases,
+        grid=grid,
+        cells=cells,
+        relations=relations,
+        schema=_schema(task, profiles_used=profiles is not None),
+    )
+
+
+def _attach_profiles(
+    grid: pd.DataFrame, profiles: pd.DataFrame | None
+) -> tuple[pd.DataFrame, tuple[Basis, ...]]:
+    """Join the SHAP area driver profiles (section 5) onto the jonge_aanwas grid."""
+    for k in range(1, N_DRIVERS + 1):
+        grid[f"driver_{k}"] = pd.Series(pd.NA, index=grid.index, dtype=object)
+        grid[f"driver_count_{k}"] = np.nan
+        grid[f"driver_national_{k}"] = np.nan
+    if profiles is None:
+        return grid, ()
+    cols = ["level", "area_code", "age_group", "n"] + [
+        f"{p}_{k}"
+        for k in range(1, N_DRIVERS + 1)
+        for p in ("driver", "driver_count", "driver_national")
+    ]
+    _require(profiles, tuple(cols), "area driver profiles (DATA/explain/jonge_aanwas_profiles)")
+    prof = profiles[cols].rename(columns={"age_group": "breakdown", "n": "profile_n"})
+    prof = prof.astype({"level": str, "area_code": str, "breakdown": str})
+    keys = ["level", "area_code", "breakdown"]
+    merged = grid.drop(columns=cols[4:]).merge(prof, on=keys, how="left")
+    bad = merged["profile_n"].notna() & (merged["profile_n"] != merged["n"])
+    if bad.any():
+        row = merged[bad].iloc[0]
+        raise RollupError(
+            f"area driver profiles: n={int(row['profile_n'])} for {row['level']} "
+            f"{row['area_code']} {row['breakdown']} but the predictions have n={int(row['n'])}; "
+            "rerun `zicht explain jonge_aanwas` on the champion that made the predictions"
+        )
+    merged = merged.drop(columns="profile_n")
+    for k in range(1, N_DRIVERS + 1):
+        empty = merged[f"driver_{k}"].isna() | (merged[f"driver_{k}"].astype(str) == "")
+        merged.loc[empty, [f"driver_count_{k}", f"driver_national_{k}"]] = np.nan
+        merged[f"driver_{k}"] = merged[f"driver_{k}"].where(~empty, pd.NA)
+    names = sorted(
+        {str(v) for k in range(1, N_DRIVERS + 1) for v in merged[f"driver_{k}"].dropna()}
+    )
+    return merged, tuple(Basis(f"driver_count:{f}", "count", "n") for f in names)
+
+
+def _driver_cells(grid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cells of the driver-count bases (count; intent where the driver is an area's top 3).
+
+    Profiles give a count only where the feature is among an area's top 3 drivers, so a
+    hierarchy or breakdown relation is added only where every member's count is known.
+    """
+    frames = []
+    for k in range(1, N_DRIVERS + 1):
+        g = grid[grid[f"driver_{k}"].notna() & grid[f"driver_count_{k}"].notna()]
+        basis = "driver_count:" + g[f"driver_{k}"].astype(str)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "cell_id": (
+                        g["level"] + "|" + g["area_code"] + "|" + g["breakdown"] + "|" + basis
+                    ).to_numpy(),
+                    "level": g["level"].to_numpy(),
+                    "area_code": g["area_code"].to_numpy(),
+                    "breakdown": g["breakdown"].to_numpy(),
+                    "basis": basis.to_numpy(),
+                    "kind": "count",
+                    "n": g["n"].to_numpy(np.int64),
+                    "value": g[f"driver_count_{k}"].to_numpy(np.float64),
+                    "top1": np.nan,
+                    "top2": np.nan,
+                    "upper": g["n"].to_numpy(np.float64),
+                    "intent": True,
+                }
+            )
+        )
+    cells = pd.concat(frames, ignore_index=True)
+    # relations among known driver counts: reuse the generic builder on a per-basis grid
+    wide = cells.pivot_table(
+        index=["level", "area_code", "breakdown"], columns="basis", values="value", aggfunc="first"
+    )
+    g2 = grid[["level", "area_code", "breakdown", "n"] + _parent_cols(grid)].merge(
+        wide.reset_index(), on=["level", "area_code", "breakdown"], how="left"
+    )
+    bases = tuple(Basis(str(b), "count", "n") for b in wide.columns)
+    rel = build_relations(g2, bases, breakdown=True) if bases else _empty_relations()
+    members = rel.merge(cells[["cell_id"]], on="cell_id", how="left", indicator=True)
+    incomplete = members.loc[members["_merge"] != "both", "relation_id"].unique()
+    known = set(cells["cell_id"])
+    totals_known = rel.loc[rel["role"] == "total", "cell_id"].isin(known)
+    complete = set(rel.loc[rel["role"] == "total", "relation_id"][totals_known]) - set(incomplete)
+    # a relation needs its total and at least one part known, and nothing unknown
+    sizes = rel.groupby("relation_id").size()
+    complete = {r for r in complete if sizes.get(r, 0) > 1}
+    return cells, rel[rel["relation_id"].isin(complete)].reset_index(drop=True)
+
+
+def _parent_cols(grid: pd.DataFrame) -> list[str]:
+    return [c for c in grid.columns if c.startswith("parent_")]
+
+
+def _empty_relations() -> pd.DataFrame:
+    return pd.DataFrame({"relation_id": [], "cell_id": [], "role": []}, dtype=object)
+
+
+def roll_up_turnover(
+    predictions: pd.DataFrame,
+    *,
+    establishments: pd.DataFrame,
+    inhabitants: pd.Series,
+) -> Rollup:
+    """branch_turnover cell predictions + the establishments behind them → Rollup.
+
+    Parameters
+    ----------
+    predictions
+        One row per modelled cell: ``level`` (wijk, gemeente), ``area_code``, ``sbi``,
+        ``expected_log`` (log(1 + expected turnover per inhabitant)) and ``flag``.
+    establishments
+        Active establishments of the publication year: ``buurt_code``, ``wijk_code``,
+        ``gemeente_code``, ``riec_code``, ``sbi``, ``turnover`` (euro; missing counts as 0).
+        They are the contributors of ``turnover_sum`` (dominance uses the largest two).
+    inhabitants
+        Inhabitants in the publication year, indexed by wijk and gemeente code.
+    """
+    _require(predictions, ("level", "area_code", "sbi", "expected_log", "flag"), "predictions")
+    _require(
+        establishments,
+        ("buurt_code", "wijk_code", "gemeente_code", "riec_code", "sbi", "turnover"),
+        "establishments",
+    )
+    levels = ("wijk", "gemeente", "riec", "nederland")
+    units = establishments[["wijk_code", "gemeente_code", "riec_code", "sbi"]].assign(
+        turnover_sum=establishments["turnover"].fillna(0).to_numpy(np.float64)
+    )
+    grid = aggregate(
+        units, levels=levels, breakdown="sbi", sums=("turnover_sum",), top="turnover_sum"
+    )
+    # inhabitants of an area (the same for every branch); riec and NL add up their gemeenten
+    inh = inhabitants.astype(np.float64)
+    gem = units[["gemeente_code", "riec_code"]].drop_duplicates().astype(str)
+    gem_inh = inh.reindex(gem["gemeente_code"]).fillna(0).to_numpy()
+    riec_inh = pd.Series(gem_inh, index=gem["riec_code"].to_numpy()).groupby(level=0).sum()
+    area_inh = pd.concat([inh, riec_inh, pd.Series({NL: gem_inh.sum()})])
+    area_inh = area_inh[~area_inh.index.duplicated()]
+    grid["inhabitants"] = grid["area_code"].map(area_inh).fillna(0).to_numpy()
+    # expected turnover of modelled cells, added up for branch totals, riec and NL
+    p = predictions.astype({"level": str, "area_code": str, "sbi": str})
+    p = p[p["level"].isin(["wijk", "gemeente"])]
+    modelled = grid.merge(
+        p[["level", "area_code", "sbi", "expected_log", "flag"]].rename(
+            columns={"sbi": "breakdown"}
+        ),
+        on=["level", "area_code", "breakdown"],
+        how="left",
+    )
+    per_inh = np.expm1(modelled["expected_log"].to_numpy(np.float64))
+    modelled["expected_turnover"] = per_inh * modelled["inhabitants"].to_numpy()
+    parts = modelled[
+        modelled["level"].isin(["wijk", "gemeente"]) & (modelled["breakdown"] != TOTAL)
+    ]
+    totals = parts.groupby(["level", "area_code"], observed=True)["expected_turnover"].sum()
+    is_total = modelled["breakdown"] == TOTAL
+    sub = modelled.loc[is_total & modelled["level"].isin(["wijk", "gemeente"])]
+    modelled.loc[sub.index, "expected_turnover"] = (
+        pd.MultiIndex.from_frame(sub[["level", "area_code"]]).map(totals).to_numpy(np.float64)
+    )
+    gem_rows = modelled[(modelled["level"] == "gemeente")]
+    up = gem_rows.assign(riec=gem_rows["parent_riec"].astype(str))
+    for level, key in (("riec", "riec"), ("nederland", None)):
+        k = up.groupby(["riec", "breakdown"] if key else ["breakdown"])["expected_turnover"].sum()
+        rows = modelled[modelled["level"] == level]
+        idx = (
+            pd.MultiIndex.from_frame(rows[["area_code", "breakdown"]])
+            if key
+            else pd.Index(rows["breakdown"])
+        )
+        modelled.loc[rows.index, "expected_turnover"] = idx.map(k).to_numpy(np.float64)
+    modelled["flag"] = modelled["flag"].astype("boolean")
+    bases = (Basis("turnover_sum", "sum", "inf"),)
+    cells = build_cells(modelled, bases)
+    relations = build_relations(modelled, bases, breakdown=True)
+    return Rollup(
+        task="branch_turnover",
+        breakdown="branch",
+        levels=levels,
+        bases=bases,
+        grid=modelled,
+        cells=cells,
+        relations=relations,
+        schema=_schema("branch_turnover", profiles_used=False),
+    )
+
+
+# --------------------------------------------------------------------------- level tables
+
+
+def status_columns(rollup: Rollup) -> dict[str, tuple[str, str]]:
+    """Basis (or driver slot) → its (status, reason) column names in the level tables."""
+    if len(rollup.bases) == 1:
+        return {rollup.bases[0].name: ("status", "reason")}
+    out = {b.name: (f"status_{b.name}", f"reason_{b.name}") for b in _core_bases(rollup)}
+    if rollup.task == "jonge_aanwas":
+        for k in range(1, N_DRIVERS + 1):
+            out[f"driver_{k}"] = (f"status_driver_{k}", f"reason_driver_{k}")
+    return out
+
+
+def _core_bases(rollup: Rollup) -> tuple[Basis, ...]:
+    return tuple(b for b in rollup.bases if not b.name.startswith("driver_count:"))
+
+
+def level_tables(
+    rollup: Rollup,
+    status: pd.DataFrame,
+    *,
+    areas: pd.DataFrame,
+    branch_names: Mapping[str, str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The contract's level tables, with every measure of a suppressed basis empty.
+
+    Parameters
+    ----------
+    rollup
+        From :func:`roll_up_binary` or :func:`roll_up_turnover`.
+    status
+        ``cell_id, status, reason`` from the disclosure core (one row per cell).
+    areas
+        ``area_code, area_name, parent_code`` of the world's areas (RIEC regions have no
+        parent in the world; their parent here is ``NL``).
+    branch_names
+        SBI code → branch name (branch_turnover).
+    """
+    grid = rollup.grid.copy()
+    st = status.set_index("cell_id")
+    missing_cells = ~rollup.cells["cell_id"].isin(st.index)
+    if missing_cells.any():
+        raise RollupError(
+            f"status lacks {int(missing_cells.sum())} cell(s), e.g. "
+            f"{rollup.cells['cell_id'][missing_cells].iloc[0]}: every cell needs a decision"
+        )
+    published: dict[str, np.ndarray] = {}
+    for b in _core_bases(rollup):
+        ids = cell_ids(grid, b.name)
+        s = ids.map(st["status"]).fillna("suppressed")
+        r = ids.map(st["reason"]).fillna("not_released")
+        scol, rcol = status_columns(rollup)[b.name]
+        grid[scol], grid[rcol] = s.to_numpy(), r.fillna("").to_numpy()
+        published[b.name] = (s == "published").to_numpy()
+    if rollup.task == "jonge_aanwas":
+        for k in range(1, N_DRIVERS + 1):
+            name = grid[f"driver_{k}"]
+            ids = grid["level"] + "|" + grid["area_code"] + "|" + grid["breakdown"]
+            ids = ids + "|driver_count:" + name.astype(str)
+            s = ids.map(st["status"]).where(name.notna(), "")
+            r = ids.map(st["reason"]).where(name.notna(), "")
+            scol, rcol = status_columns(rollup)[f"driver_{k}"]
+            grid[scol], grid[rcol] = s.fillna("suppressed").to_numpy(), r.fillna("").to_numpy()
+            published[f"driver_{k}"] = (grid[scol] == "published").to_numpy()
+    measures = _measures(rollup, grid, published)
+    names = areas.set_index(areas["area_code"].astype(str))
+    area_name = grid["area_code"].map(names["area_name"]).where(grid["level"] != "nederland")
+    parent = grid["area_code"].map(names["parent_code"])
+    parent = parent.where(parent.notna() & (parent.astype(str) != ""), NL)
+    base = pd.DataFrame(
+        {
+            "area_code": grid["area_code"],
+            "area_name": area_name.fillna("Nederland").astype(str),
+            "level": grid["level"],
+            "parent_code": parent.where(grid["level"] != "nederland", "").astype(str),
+        }
+    )
+    if rollup.breakdown == "age_group":
+        base["age_group"] = grid["breakdown"]
+    elif rollup.breakdown == "branch":
+        base["branch"] = grid["breakdown"]
+        bn = dict(branch_names or {})
+        base["branch_name"] = [
+            bn.get(c, "Alle branches" if c == TOTAL else "") for c in grid["breakdown"]
+        ]
+    base["n"] = grid["n"].astype(np.int64)
+    table = pd.concat([base, measures], axis=1)
+    for scol, rcol in status_columns(rollup).values():
+        table[scol], table[rcol] = grid[scol].astype(str), grid[rcol].astype(str)
+    if rollup.breakdown == "age_group":
+        rank = {v: f"{i}" for i, v in enumerate((*AGE_GROUPS, TOTAL))}
+        table["_b"] = grid["breakdown"].map(rank).fillna("9")
+    else:  # branches in code order, the branch total last
+        table["_b"] = np.where(grid["breakdown"] == TOTAL, "~", grid["breakdown"])
+    out = {}
+    for level in rollup.levels:
+        t = table[table["level"] == level].sort_values(["area_code", "_b"], kind="stable")
+        out[level] = t.drop(columns="_b").reset_index(drop=True)
+    return out
+
+
+def _measures(rollup: Rollup, grid: pd.DataFrame, published: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Measures from the bases; NaN (empty) where their basis is not published."""
+    n = grid["n"].to_numpy(np.float64)
+    m = pd.DataFrame(index=grid.index)
+    if rollup.task in ("hennep", "jonge_aanwas"):
+        ok, oke = published["risk_sum"], published["elevated_count"]
+        risk_mean = grid["risk_sum"].to_numpy() / n
+        nl = pd.Series(
+            risk_mean[grid["level"] == "nederland"],
+            index=grid["breakdown"][grid["level"] == "nederland"],
+        )
+        nl_mean = grid["breakdown"].map(nl).to_numpy(np.float64)
+        m["risk_mean"] = np.where(ok, risk_mean, np.nan)
+        if rollup.task == "hennep":
+            m["expected_per_1000"] = np.where(ok, 1000 * risk_mean, np.nan)
+        m["elevated_share"] = np.where(oke, grid["elevated_count"].to_numpy() / n, np.nan)
+        m["index"] = np.where(ok, 100 * risk_mean / nl_mean, np.nan)
+        if rollup.task == "jonge_aanwas":
+            names = grid[[f"driver_{k}" for k in range(1, N_DRIVERS + 1)]]
+            joined = names.apply(lambda r: ";".join(str(v) for v in r if pd.notna(v)), axis=1)
+            m["top_drivers"] = joined.where(ok, "").astype(str) if len(grid) else ""
+            for k in range(1, N_DRIVERS + 1):
+                pk = published[f"driver_{k}"]
+                m[f"driver_{k}"] = names[f"driver_{k}"].where(pk, pd.NA)
+                m[f"driver_prevalence_{k}"] = np.where(
+                    pk, grid[f"driver_count_{k}"].to_numpy(np.float64) / n, np.nan
+                )
+                m[f"driver_prevalence_nl_{k}"] = np.where(
+                    pk, grid[f"driver_national_{k}"].to_numpy(np.float64), np.nan
+                )
+    else:
+        ok = published["turnover_sum"]
+        inh = grid["inhabitants"].to_numpy(np.float64)
+        has = ok & (inh > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            real = grid["turnover_sum"].to_numpy(np.float64) / inh
+            exp = grid["expected_turnover"].to_numpy(np.float64) / inh
+            ratio = grid["turnover_sum"].to_numpy(np.float64) / grid["expected_turnover"].to_numpy(
+                np.float64
+            )
+        m["inhabitants"] = inh.astype(np.int64)
+        m["turnover_per_inhabitant"] = np.where(has, real, np.nan)
+        m["expected_per_inhabitant"] = np.where(has & np.isfinite(exp), exp, np.nan)
+        m["deviation_ratio"] = np.where(has & np.isfinite(ratio), ratio, np.nan)
+        m["flag"] = pd.array(grid["flag"].to_numpy(), dtype="boolean")
+        m.loc[~has, "flag"] = pd.NA
+    return m
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _measure(
+    kind: str, basis: str | None, weight: str | None, status: str, text: str
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"kind": kind, "status": status, "description": text}
+    if basis is not None:
+        spec["basis"] = {"kind": kind, "basis": basis, "weight": weight}
+    return spec
+
+
+def _schema(task: str, *, profiles_used: bool) -> dict[str, Any]:
+    """schema.json content: per measure its kind, additive basis, weight and status column."""
+    if task == "branch_turnover":
+        st = "status"
+        measures = {
+            "n": _measure("count", None, None, "always published", "active establishments"),
+            "inhabitants": _measure(
+                "count", None, None, "always published", "inhabitants of the area (key figure)"
+            ),
+            "turnover_per_inhabitant": _measure(
+                "ratio",
+                "turnover_sum",
+                "inhabitants",
+                st,
+                "realised turnover ÷ inhabitants, euro; empty without inhabitants",
+            ),
+            "expected_per_inhabitant": _measure(
+                "derived",
+                "turnover_sum",
+                "inhabitants",
+                st,
+                "model-expected turnover ÷ inhabitants (champion, out of sample); riec, NL "
+                "and branch totals add up the expected turnover of their modelled cells",
+            ),
+            "deviation_ratio": _measure(
+                "derived", "turnover_sum", None, st, "realised ÷ expected turnover"
+            ),
+            "flag": _measure(
+                "derived",
+                "turnover_sum",
+                None,
+                st,
+                "robust z of the log deviation > 3 (one-sided); only for modelled cells "
+                "(wijk × branch, gemeente × branch), empty for totals, riec and NL",
+            ),
+        }
+        notes = [
+            "branch_turnover has no buurt level (buurten are too small for turnover): "
+            "areas.geojson carries wijk polygons with the wijk table's columns (branch total "
+            "and per-branch rows are wide-joined as <measure>__<sbi>); buurt.csv is not written.",
+            "maps: map_gemeente.png and map_buurt.png show the deviation_ratio of the branch "
+            "total per gemeente and per wijk (map_buurt uses wijken, there being no buurt level).",
+        ]
+    else:
+        s1, s2 = "status_risk_sum", "status_elevated_count"
+        per = "per age group and total" if task == "jonge_aanwas" else ""
+        measures = {
+            "n": _measure("count", None, None, "always published", f"units {per}".strip()),
+            "risk_mean": _measure(
+                "mean", "risk_sum", "n", s1, "mean calibrated probability of the label"
+            ),
+            "elevated_share": _measure(
+                "share",
+                "elevated_count",
+                "n",
+                s2,
+                "share of units whose score is above the national top-decile threshold"
+                + (" of their age group" if task == "jonge_aanwas" else ""),
+            ),
+            "index": _measure(
+                "derived", "risk_sum", "n", s1, "100 × risk_mean ÷ national risk_mean (NL = 100)"
+            ),
+        }
+        if task == "hennep":
+            measures["expected_per_1000"] = _measure(
+                "derived", "risk_sum", "n", s1, "expected dismantled farms per 1,000 dwellings"
+            )
+        notes = []
+        if task == "jonge_aanwas":
+            measures["top_drivers"] = _measure(
+                "derived",
+                "risk_sum",
+                None,
+                s1,
+                "up to 3 catalogue names (largest positive mean SHAP in the area), ';'-joined",
+            )
+            for k in range(1, N_DRIVERS + 1):
+                sk = f"status_driver_{k}"
+                measures[f"driver_{k}"] = _measure(
+                    "derived", f"driver_count:<driver_{k}>", None, sk, f"the area's driver {k}"
+                )
+                measures[f"driver_prevalence_{k}"] = _measure(
+                    "share",
+                    f"driver_count:<driver_{k}>",
+                    "n",
+                    sk,
+                    f"share of units with driver {k}'s indicator",
+                )
+                measures[f"driver_prevalence_nl_{k}"] = _measure(
+                    "share",
+                    f"driver_count:<driver_{k}>",
+                    "n",
+                    sk,
+                    f"national share of units with driver {k}'s indicator",
+                )
+            if not profiles_used:
+                notes.append(
+                    "no area driver profiles were available (run `zicht explain jonge_aanwas`): "
+                    "top_drivers and driver_* columns are empty"
+                )
+    return {"task": task, "measures": measures, "notes": notes}
