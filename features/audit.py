@@ -2,12 +2,16 @@
 
 :class:`ProtectedAccess` holds the origin attribute privately and answers questions about
 it in aggregate: how strongly does a column determine origin (so the guard can refuse a
-relabelled copy, whatever its name)? Later, the reviewer report's proxy audit lives here
-too. It never returns rows, ids, or a fitted model.
+relabelled copy, whatever its name)? And the reviewer report's proxy audit
+(:meth:`ProtectedAccess.proxy_audit`): how well the model's features predict origin, how
+the scores fare per origin group, and whether the scores follow buurten's origin mix more
+than the observed rates do. It never returns rows, ids, or a fitted model: only
+:class:`ProxyAudit`, whose tables are aggregates over at least ``min_count`` units.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from features.builders import Snapshot, WorldFrames
+from features.catalogue import CATALOGUE
 from features.world import active_at
 from microdata import vocab
 from microdata.schemas import TABLES
@@ -75,10 +80,12 @@ class ProtectedAccess:
     def __repr__(self) -> str:  # never show the data
         return "ProtectedAccess(<aggregate-only>)"
 
-    def _unit_origin(self, w: WorldFrames, task: str, frame: pd.DataFrame) -> np.ndarray:
+    def _unit_origin(self, w: WorldFrames | None, task: str, frame: pd.DataFrame) -> np.ndarray:
         year = int(frame["year"].iloc[0]) - 1
         if task == "jonge_aanwas":
             return self.__origin[frame["person_id"].to_numpy()]
+        if w is None:
+            raise ValueError(f"{task}: the unit's origin needs the world frames (households)")
         # a dwelling takes the origin of its resident household's head; vacant is a group too
         snap = Snapshot(w, year)
         members = active_at(w["household_members"], year)
@@ -132,3 +139,343 @@ class ProtectedAccess:
             return out
         z = self._unit_origin(w, task, frame)
         return {c: theils_u(z, frame[c].to_numpy()) for c in columns}
+
+    def group_names(self, task: str) -> tuple[str, ...]:
+        """The origin groups of *task*'s units, in code order (hennep adds vacant dwellings)."""
+        names = tuple(vocab.PROTECTED_ORIGIN_CATEGORIES)
+        return (*names, "vacant dwelling") if task == "hennep" else names
+
+    def proxy_audit(
+        self,
+        w: WorldFrames | None,
+        task: str,
+        frame: pd.DataFrame,
+        scores: np.ndarray,
+        *,
+        features: list[str],
+        settings: AuditSettings | None = None,
+    ) -> ProxyAudit:
+        """The proxy audit of *scores* for the units of *frame* (one reference year).
+
+        *frame* is the task's feature table for that year (meta columns and *features*),
+        *scores* the model's predicted probabilities for its rows, in order. *w* (the world
+        frames) is needed for hennep, whose units take their household head's origin.
+        """
+        if task == "branch_turnover":
+            raise ValueError(
+                "branch_turnover: cells are area × branch, not persons or dwellings; the proxy "
+                "audit is unit-level (use copy_scores for the cells' association with origin)"
+            )
+        if frame["year"].nunique() != 1:
+            raise ValueError("proxy_audit: pass one reference year of the feature table")
+        if len(scores) != len(frame):
+            raise ValueError(f"proxy_audit: {len(scores)} scores for {len(frame)} units")
+        origin = self._unit_origin(w, task, frame)
+        area = [f for f in features if CATALOGUE[f].level == "area"]
+        return proxy_audit(
+            origin.astype(np.int64),
+            labels=frame["label"].to_numpy(np.float64),
+            scores=np.asarray(scores, dtype=np.float64),
+            features=frame[features].to_numpy(np.float32),
+            area_columns=[features.index(f) for f in area],
+            gemeente=frame["gemeente_code"].astype(str).to_numpy(),
+            buurt=frame["buurt_code"].astype(str).to_numpy(),
+            group_names=self.group_names(task),
+            settings=settings or AuditSettings(),
+        )
+
+
+# ------------------------------------------------------------------ the proxy audit (pure core)
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Settings of the proxy audit (named, passed in; never module globals).
+
+    Attributes
+    ----------
+    min_count:
+        Every reported aggregate rests on at least this many units; else it is suppressed.
+        A calibration ratio is judged only where the group has this many events too.
+    tolerance:
+        A group's relative calibration (its predicted ÷ observed events, divided by the
+        same ratio nationally) is *material* outside ``[1 / tolerance, tolerance]``.
+    n_boot:
+        Gemeente bootstrap resamples for the calibration intervals.
+    n_folds:
+        Gemeente-grouped folds of the proxy model.
+    max_rows:
+        The proxy model fits on a seeded sample of at most this many units.
+    elevated_quantile:
+        Scores above this national quantile count as elevated risk (the top decile).
+    """
+
+    min_count: int = 10
+    tolerance: float = 1.25
+    n_boot: int = 200
+    n_folds: int = 3
+    max_rows: int = SAMPLE_ROWS
+    elevated_quantile: float = 0.9
+    random_state: int = 0
+
+
+@dataclass(frozen=True)
+class ProxyAudit:
+    """The proxy audit's aggregates; no rows about units, no fitted model.
+
+    ``proxy``: one row per proxy model (``model features``, ``area features only`` or the
+    ``prior``), with its cross-validated one-vs-rest macro ROC AUC for origin.
+    ``groups``: per origin group, units, mean score, observed rate, calibration and its
+    gemeente-bootstrap interval, false-positive rate at the elevated threshold, status.
+    ``area_gaps``: per origin group, the mean score and observed rate in buurten with a high
+    versus a low share of the group (top vs bottom quartile of share), and their gaps.
+    ``flags``: why the audit flags the model (empty: it passes).
+    """
+
+    proxy: pd.DataFrame
+    groups: pd.DataFrame
+    area_gaps: pd.DataFrame
+    flags: tuple[str, ...]
+    settings: AuditSettings = field(default_factory=AuditSettings)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
+
+
+def _ovr_macro_auc(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    aucs = []
+    for k, c in enumerate(classes):
+        pos = y == c
+        if 0 < pos.sum() < len(y):
+            aucs.append(roc_auc_score(pos, proba[:, k]))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def proxy_auc(
+    origin: np.ndarray,
+    X: np.ndarray,
+    gemeente: np.ndarray,
+    *,
+    settings: AuditSettings,
+) -> float:
+    """Cross-validated (gemeente-grouped) one-vs-rest macro AUC of a small model for origin.
+
+    Only groups with at least ``min_count`` units per fold on average take part; units of
+    smaller groups are left out of both fitting and scoring.
+    """
+    import lightgbm as lgb
+    from sklearn.model_selection import GroupKFold
+
+    rng = np.random.default_rng(settings.random_state)
+    idx = np.arange(len(origin))
+    if len(idx) > settings.max_rows:
+        idx = np.sort(rng.choice(idx, settings.max_rows, replace=False))
+    y, X, g = origin[idx], X[idx], gemeente[idx]
+    values, counts = np.unique(y, return_counts=True)
+    keep_classes = values[counts >= settings.min_count * settings.n_folds]
+    keep = np.isin(y, keep_classes)
+    y, X, g = y[keep], X[keep], g[keep]
+    n_folds = min(settings.n_folds, len(np.unique(g)))
+    if len(keep_classes) < 2 or n_folds < 2:
+        return float("nan")
+    proba = np.zeros((len(y), len(keep_classes)))
+    for train, test in GroupKFold(n_splits=n_folds).split(X, y, g):
+        present = np.unique(y[train])
+        model = lgb.LGBMClassifier(
+            n_estimators=60,
+            num_leaves=15,
+            learning_rate=0.1,
+            min_child_samples=max(20, settings.min_count),
+            subsample=0.8,
+            subsample_freq=1,
+            random_state=settings.random_state,
+            n_jobs=2,
+            verbose=-1,
+        )
+        if len(present) < 2:
+            proba[np.ix_(test, np.searchsorted(keep_classes, present))] = 1.0
+            continue
+        model.fit(X[train], y[train])
+        proba[np.ix_(test, np.searchsorted(keep_classes, present))] = model.predict_proba(X[test])
+    return _ovr_macro_auc(y, proba, keep_classes)
+
+
+def _group_table(
+    origin: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    gemeente: np.ndarray,
+    names: tuple[str, ...],
+    settings: AuditSettings,
+) -> pd.DataFrame:
+    k = len(names)
+    m = settings.min_count
+    units = np.bincount(origin, minlength=k).astype(np.float64)
+    events = np.bincount(origin, weights=labels, minlength=k)
+    predicted = np.bincount(origin, weights=scores, minlength=k)
+    national = scores.sum() / max(labels.sum(), 1e-12)
+    threshold = np.quantile(scores, settings.elevated_quantile)
+    neg = labels == 0
+    negatives = np.bincount(origin[neg], minlength=k).astype(np.float64)
+    false_pos = np.bincount(origin[neg & (scores > threshold)], minlength=k).astype(np.float64)
+    # gemeente x group sums, so a bootstrap resample is one weighted sum
+    g_codes, g_idx = np.unique(gemeente, return_inverse=True)
+    cell = g_idx * k + origin
+    size = len(g_codes) * k
+    pred_gk = np.bincount(cell, weights=scores, minlength=size).reshape(-1, k)
+    obs_gk = np.bincount(cell, weights=labels, minlength=size).reshape(-1, k)
+    rng = np.random.default_rng(settings.random_state)
+    boot = np.full((settings.n_boot, k), np.nan)
+    for b in range(settings.n_boot):
+        wts = np.bincount(rng.integers(0, len(g_codes), len(g_codes)), minlength=len(g_codes))
+        p, o = wts @ pred_gk, wts @ obs_gk
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boot[b] = (p / o) / (p.sum() / o.sum())
+    rows = []
+    for j, name in enumerate(names):
+        row: dict[str, object] = {"group": name}
+        if units[j] < m:  # not even the count is shown
+            row["status"] = f"suppressed: fewer than {m} units"
+            rows.append(row)
+            continue
+        row["units"] = int(units[j])
+        row["mean_score"] = predicted[j] / units[j]
+        row["observed_rate"] = events[j] / units[j]
+        if negatives[j] >= m:
+            row["fpr_elevated"] = false_pos[j] / negatives[j]
+        if events[j] < m:
+            row["status"] = f"calibration not judged: fewer than {m} events"
+            rows.append(row)
+            continue
+        rel = (predicted[j] / events[j]) / national
+        finite = boot[:, j][np.isfinite(boot[:, j])]
+        lo, hi = (
+            (float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5)))
+            if len(finite)
+            else (np.nan, np.nan)
+        )
+        material = rel > settings.tolerance or rel < 1 / settings.tolerance
+        significant = lo > 1 or hi < 1
+        row.update(
+            {
+                "calibration": predicted[j] / events[j],
+                "relative_calibration": rel,
+                "relative_calibration_lo": lo,
+                "relative_calibration_hi": hi,
+                "flagged": bool(material and significant),
+                "status": "flagged" if material and significant else "ok",
+            }
+        )
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["flagged"] = out.get("flagged", pd.Series(False, index=out.index)).fillna(False)
+    return out.astype({"flagged": bool})
+
+
+def _area_gaps(
+    origin: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    buurt: np.ndarray,
+    names: tuple[str, ...],
+    settings: AuditSettings,
+) -> pd.DataFrame:
+    m = settings.min_count
+    codes, b_idx = np.unique(buurt, return_inverse=True)
+    nb, k = len(codes), len(names)
+    n = np.bincount(b_idx, minlength=nb).astype(np.float64)
+    s = np.bincount(b_idx, weights=scores, minlength=nb)
+    o = np.bincount(b_idx, weights=labels, minlength=nb)
+    counts = np.bincount(b_idx * k + origin, minlength=nb * k).reshape(nb, k)
+    ok = n >= m  # a buurt's share is only taken where it rests on min_count units
+    rows = []
+    for j, name in enumerate(names):
+        share = counts[ok, j] / n[ok]
+        row: dict[str, object] = {"group": name}
+        if ok.sum() < 4 or counts[:, j].sum() < m:
+            row["status"] = f"suppressed: fewer than {m} units or 4 buurten"
+            rows.append(row)
+            continue
+        q25, q75 = np.quantile(share, [0.25, 0.75])
+        if q75 <= q25:
+            row["status"] = "no contrast: buurten's shares do not differ"
+            rows.append(row)
+            continue
+        high, low = share >= q75, share <= q25
+        nh, nl = n[ok][high].sum(), n[ok][low].sum()
+        if nh < m or nl < m:
+            row["status"] = f"suppressed: fewer than {m} units"
+            rows.append(row)
+            continue
+        score_h, score_l = s[ok][high].sum() / nh, s[ok][low].sum() / nl
+        obs_h, obs_l = o[ok][high].sum() / nh, o[ok][low].sum() / nl
+        row.update(
+            {
+                "buurten_high": int(high.sum()),
+                "buurten_low": int(low.sum()),
+                "share_high": float(counts[ok, j][high].sum() / nh),
+                "share_low": float(counts[ok, j][low].sum() / nl),
+                "score_high": score_h,
+                "score_low": score_l,
+                "observed_high": obs_h,
+                "observed_low": obs_l,
+                "score_gap": score_h - score_l,
+                "observed_gap": obs_h - obs_l,
+                "status": "ok",
+            }
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def proxy_audit(
+    origin: np.ndarray,
+    *,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    features: np.ndarray,
+    area_columns: list[int],
+    gemeente: np.ndarray,
+    buurt: np.ndarray,
+    group_names: tuple[str, ...],
+    settings: AuditSettings,
+) -> ProxyAudit:
+    """The proxy audit from unit-level arrays (pure: arrays in, aggregates out).
+
+    *origin* holds each unit's group code (an index into *group_names*). The flag rule: a
+    group whose relative calibration (predicted ÷ observed events, over the same ratio
+    nationally) is both material (outside ``[1/tolerance, tolerance]``) and significant (its
+    95% gemeente-bootstrap interval excludes 1). Where origin acts only through features the
+    model sees (area, income), the scores are calibrated within every group and nothing is
+    flagged; a direct effect of origin on the label leaves the groups miscalibrated.
+    """
+    origin = np.asarray(origin, dtype=np.int64)
+    if (origin < 0).any() or (origin >= len(group_names)).any():
+        raise ValueError("proxy_audit: an origin code outside the group names")
+    full = proxy_auc(origin, features, gemeente, settings=settings)
+    area = (
+        proxy_auc(origin, features[:, area_columns], gemeente, settings=settings)
+        if area_columns
+        else 0.5
+    )
+    proxy = pd.DataFrame(
+        {
+            "proxy_model": ["model features", "area features only" if area_columns else "prior"],
+            "features": [features.shape[1], len(area_columns)],
+            "roc_auc_ovr_macro": [full, area],
+            "units": [len(origin), len(origin)],
+        }
+    )
+    groups = _group_table(origin, labels, scores, gemeente, group_names, settings)
+    gaps = _area_gaps(origin, labels, scores, buurt, group_names, settings)
+    flags = tuple(
+        f"{r.group}: predicted ÷ observed events is {r.relative_calibration:.2f} × the national "
+        f"ratio (95% gemeente-bootstrap interval {r.relative_calibration_lo:.2f}–"
+        f"{r.relative_calibration_hi:.2f}, outside 1/{settings.tolerance}–{settings.tolerance})"
+        for r in groups.itertuples()
+        if r.flagged
+    )
+    return ProxyAudit(proxy, groups, gaps, flags, settings)

@@ -440,6 +440,8 @@ class Simulator:
             + c["suspected_family_x_single_parent"] * (fam & sp_hh)
             + self.log_rm
         )
+        if params.HERKOMST_DIRECT_EFFECT:  # test-only variant; 0 keeps the world byte-identical
+            eta = eta + params.HERKOMST_DIRECT_EFFECT * (st.herkomst > 0)
         h = np.zeros(P, dtype=np.float64)
         m = alive & (age >= params.MIN_AGE_SUSPECT) & (age <= 35)
         h[m] = marginal_probability(eta[m], params.LATENT_NOISE_SD["jonge_aanwas"])
@@ -499,6 +501,8 @@ class Simulator:
             + region
             + self.log_rm
         )
+        if params.HERKOMST_DIRECT_EFFECT:  # test-only variant; 0 keeps the world byte-identical
+            eta = eta + params.HERKOMST_DIRECT_EFFECT * (~vacant & (st.hh_herkomst[o] > 0))
         p = np.zeros(len(eta))
         p[exist] = marginal_probability(eta[exist], params.LATENT_NOISE_SD["hennep"])
         return p, exist

@@ -26,6 +26,12 @@ GENERATOR_VERSION = "1.0.0"
 
 LATENT_NOISE_SD = MappingProxyType({"hennep": 1.0, "jonge_aanwas": 0.8})
 
+#: A direct effect of origin on both labels (log-odds for every origin other than the first,
+#: "Nederland"; for hennep, the origin of the occupying household). It is 0 in every shipped
+#: world: origin acts only through area and income. Tests set it to plant a direct effect
+#: that the proxy audit (``features.audit``) must flag.
+HERKOMST_DIRECT_EFFECT = 0.0
+
 #: Cannabis farm at a dwelling in year t, from the state at the end of t-1.
 HENNEP = MappingProxyType(
     {
