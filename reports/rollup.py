@@ -476,27 +476,23 @@ def roll_up_turnover(
         how="left",
     )
     per_inh = np.expm1(modelled["expected_log"].to_numpy(np.float64))
-    modelled["expected_turnover"] = per_inh * modelled["inhabitants"].to_numpy()
-    parts = modelled[
-        modelled["level"].isin(["wijk", "gemeente"]) & (modelled["breakdown"] != TOTAL)
+    exp = modelled.assign(e=per_inh * modelled["inhabitants"].to_numpy())
+    exp = exp[exp["level"].isin(["wijk", "gemeente"]) & (exp["breakdown"] != TOTAL)]
+    gem = exp[exp["level"] == "gemeente"].assign(riec=lambda f: f["parent_riec"].astype(str))
+    pieces = [
+        exp[["level", "area_code", "breakdown", "e"]],
+        exp.groupby(["level", "area_code"])["e"].sum().reset_index().assign(breakdown=TOTAL),
+        gem.groupby(["riec", "breakdown"])["e"].sum().reset_index(),
+        gem.groupby("riec")["e"].sum().reset_index().assign(breakdown=TOTAL),
+        gem.groupby("breakdown")["e"].sum().reset_index().assign(area_code=NL),
+        pd.DataFrame({"area_code": [NL], "breakdown": [TOTAL], "e": [gem["e"].sum()]}),
     ]
-    totals = parts.groupby(["level", "area_code"], observed=True)["expected_turnover"].sum()
-    is_total = modelled["breakdown"] == TOTAL
-    sub = modelled.loc[is_total & modelled["level"].isin(["wijk", "gemeente"])]
-    modelled.loc[sub.index, "expected_turnover"] = (
-        pd.MultiIndex.from_frame(sub[["level", "area_code"]]).map(totals).to_numpy(np.float64)
-    )
-    gem_rows = modelled[(modelled["level"] == "gemeente")]
-    up = gem_rows.assign(riec=gem_rows["parent_riec"].astype(str))
-    for level, key in (("riec", "riec"), ("nederland", None)):
-        k = up.groupby(["riec", "breakdown"] if key else ["breakdown"])["expected_turnover"].sum()
-        rows = modelled[modelled["level"] == level]
-        idx = (
-            pd.MultiIndex.from_frame(rows[["area_code", "breakdown"]])
-            if key
-            else pd.Index(rows["breakdown"])
-        )
-        modelled.loc[rows.index, "expected_turnover"] = idx.map(k).to_numpy(np.float64)
+    pieces[2:4] = [
+        f.rename(columns={"riec": "area_code"}).assign(level="riec") for f in pieces[2:4]
+    ]
+    pieces[4:6] = [f.assign(level="nederland") for f in pieces[4:6]]
+    expected = pd.concat(pieces, ignore_index=True).rename(columns={"e": "expected_turnover"})
+    modelled = modelled.merge(expected, on=["level", "area_code", "breakdown"], how="left")
     modelled["flag"] = modelled["flag"].astype("boolean")
     bases = (Basis("turnover_sum", "sum", "inf"),)
     cells = build_cells(modelled, bases)
@@ -714,10 +710,10 @@ def _schema(task: str, *, profiles_used: bool) -> dict[str, Any]:
         }
         notes = [
             "branch_turnover has no buurt level (buurten are too small for turnover): "
-            "areas.geojson carries wijk polygons with the wijk table's columns (branch total "
-            "and per-branch rows are wide-joined as <measure>__<sbi>); buurt.csv is not written.",
-            "maps: map_gemeente.png and map_buurt.png show the deviation_ratio of the branch "
-            "total per gemeente and per wijk (map_buurt uses wijken, there being no buurt level).",
+            "buurt.csv is not written; areas.geojson carries wijk polygons with the wijk "
+            "table's columns for the branch total rows.",
+            "maps: map_gemeente.png shows the deviation_ratio of the branch total per "
+            "gemeente, map_buurt.png the same per wijk (there is no buurt level).",
         ]
     else:
         s1, s2 = "status_risk_sum", "status_elevated_count"

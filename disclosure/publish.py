@@ -1,0 +1,420 @@
+"""The only writer under the public zone: build a version, check it, swap the link.
+
+``PUBLISH`` (default ``./publish``) is a symbolic link to ``<PUBLISH>.d/<id>/`` (so
+``publish.d/<id>/`` for the default). :func:`publish` builds the new version in
+``publish.d/<id>.partial/``, writes every task's files, re-reads and checks everything
+(checksums, no unit-id-like or min/max columns, no measure on a cell under the threshold),
+renames it to ``publish.d/<id>/`` and only then replaces the link with ``os.replace`` of a
+temporary link. A failure at any point removes the half-built directory and leaves the old
+version in place; a killed run leaves at most a ``*.partial`` directory, which the next run
+removes. A multi-task publish is all-or-nothing; tasks not named keep their files from the
+current version.
+
+:func:`task_release` is pure: the roll-up, its level tables and the disclosure core's
+decisions in, a :class:`TaskRelease` out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from disclosure.settings import RuleSettings
+from reports.maps import choropleth_png, map_frame
+from reports.rollup import Rollup
+
+MANIFEST = "manifest.json"
+LEDGER_COLUMNS = ("level", "area_code", "breakdown", "basis", "status", "reason")
+#: a column that looks like a unit id (person_id, dwelling_id, id, rin, ...)
+UNIT_ID_COLUMN = re.compile(r"(^|_)(id|rin|bsn|rinpersoon|rinobject)$", re.IGNORECASE)
+#: minima and maxima may never be published
+MIN_MAX_COLUMN = re.compile(r"(^|_)(min|max|minimum|maximum|top1|top2)($|_)", re.IGNORECASE)
+#: measures that are always published (not governed by a basis)
+ALWAYS = ("n", "inhabitants")
+KEEP_VERSIONS = 2
+
+
+class PublishRefused(RuntimeError):
+    """Disclosure control or the export check refused; nothing was published (exit 3)."""
+
+
+@dataclass(frozen=True)
+class TaskRelease:
+    """Everything one task publishes, already disclosure-controlled (no true values)."""
+
+    task: str
+    tables: Mapping[str, pd.DataFrame]  # level -> level table (suppressed measures empty)
+    breakdown: str | None  # "age_group", "branch" or None
+    geometry: gpd.GeoDataFrame  # area_code, geometry (EPSG:28992) of geo_level and gemeenten
+    geo_level: str  # "buurt", or "wijk" for branch_turnover
+    map_measure: str
+    map_centre: float | None
+    schema: Mapping[str, Any]
+    ledger: pd.DataFrame  # LEDGER_COLUMNS
+    run_id: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReleaseMeta:
+    """Provenance written into the manifest."""
+
+    data_fingerprint: str
+    git_commit: str
+    zicht_version: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- pure part
+
+
+def ledger(rollup: Rollup, status: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell and additive basis: where it is and what was decided, never a value."""
+    led = rollup.cells[["cell_id", "level", "area_code", "breakdown", "basis"]].merge(
+        status[["cell_id", "status", "reason"]], on="cell_id", how="left", validate="1:1"
+    )
+    if led["status"].isna().any():
+        first = led.loc[led["status"].isna(), "cell_id"].iloc[0]
+        raise PublishRefused(f"ledger: no disclosure decision for cell {first}")
+    led["reason"] = led["reason"].fillna("").astype(str)
+    return led[list(LEDGER_COLUMNS)].sort_values(["level", "area_code", "breakdown", "basis"])
+
+
+def suppression_summary(ledger_frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Suppressed cells by level and reason (a cell with two reasons counts under both)."""
+    sup = ledger_frame[ledger_frame["status"] != "published"]
+    reasons = sup.assign(reason=sup["reason"].replace("", "unspecified").str.split(";"))
+    counts = reasons.explode("reason").groupby(["level", "reason"]).size().reset_index()
+    out: dict[str, dict[str, int]] = {}
+    for level, reason, k in counts.itertuples(index=False):
+        out.setdefault(str(level), {})[str(reason)] = int(k)
+    return out
+
+
+def task_release(
+    rollup: Rollup,
+    tables: Mapping[str, pd.DataFrame],
+    status: pd.DataFrame,
+    *,
+    geometry: gpd.GeoDataFrame,
+    run_id: str,
+) -> TaskRelease:
+    """Assemble a :class:`TaskRelease` from the roll-up, its level tables and the decisions."""
+    turnover = rollup.task == "branch_turnover"
+    return TaskRelease(
+        task=rollup.task,
+        tables=dict(tables),
+        breakdown=rollup.breakdown,
+        geometry=geometry,
+        geo_level="wijk" if turnover else "buurt",
+        map_measure="deviation_ratio" if turnover else "index",
+        map_centre=1.0 if turnover else 100.0,
+        schema=rollup.schema,
+        ledger=ledger(rollup, status),
+        run_id=run_id,
+    )
+
+
+def _geo(release: TaskRelease, level: str) -> gpd.GeoDataFrame:
+    """The level table joined to its polygons (EPSG:28992)."""
+    table = release.tables[level]
+    geom = release.geometry[["area_code", "geometry"]].drop_duplicates("area_code")
+    joined = geom.merge(table, on="area_code", how="inner")
+    return gpd.GeoDataFrame(joined, geometry="geometry", crs=release.geometry.crs)
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_table(frame: pd.DataFrame, stem: Path) -> None:
+    """``<stem>.csv`` and ``<stem>.parquet`` twins."""
+    frame.to_csv(stem.with_suffix(".csv"), index=False)
+    frame.to_parquet(stem.with_suffix(".parquet"), index=False)
+
+
+def _write_geojson(geo: gpd.GeoDataFrame, path: Path) -> None:
+    """RFC 7946 GeoJSON in EPSG:4326 (WGS 84 longitude/latitude), 6 decimals."""
+    out = geo.to_crs(4326)
+    for col in out.columns:
+        if col != "geometry" and isinstance(out[col].dtype, pd.BooleanDtype):
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+    out.to_file(path, driver="GeoJSON", RFC7946="YES", COORDINATE_PRECISION=6)
+
+
+def _write_bytes(data: bytes, path: Path) -> None:
+    path.write_bytes(data)
+
+
+def _write_json(doc: Any, path: Path) -> None:
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _write_task(release: TaskRelease, target: Path, settings: RuleSettings) -> None:
+    target.mkdir(parents=True)
+    for level, table in release.tables.items():
+        _write_table(table, target / level)
+    geo = _geo(release, release.geo_level)
+    if release.breakdown == "branch":  # one polygon per wijk: the branch total rows
+        geo = map_frame(geo, breakdown="branch")
+    _write_geojson(geo, target / "areas.geojson")
+    for name, level in (("map_gemeente", "gemeente"), ("map_buurt", release.geo_level)):
+        frame = map_frame(_geo(release, level), breakdown=release.breakdown)
+        what = f"{release.task}: {release.map_measure} per {level}"
+        if release.breakdown:
+            what += f" ({release.breakdown} total)"
+        png = choropleth_png(
+            frame,
+            measure=release.map_measure,
+            title=what,
+            min_count=settings.min_count,
+            centre=release.map_centre,
+        )
+        _write_bytes(png, target / f"{name}.png")
+    release.ledger.to_csv(target / "ledger.csv", index=False)
+    schema = dict(release.schema)
+    schema["status_columns"] = {
+        basis: {"status": s, "reason": r} for basis, (s, r) in _status_cols(release).items()
+    }
+    schema["geojson"] = (
+        f"{release.geo_level} polygons in EPSG:4326 (RFC 7946) with the {release.geo_level} "
+        "table's columns; "
+        + (
+            "the branch total rows only"
+            if release.breakdown == "branch"
+            else "one feature per table row"
+        )
+    )
+    schema["levels"] = list(release.tables)
+    _write_json(schema, target / "schema.json")
+
+
+def _status_cols(release: TaskRelease) -> dict[str, tuple[str, str]]:
+    cols: dict[str, tuple[str, str]] = {}
+    for table in release.tables.values():
+        for c in table.columns:
+            if c == "status":
+                cols["status"] = ("status", "reason")
+            elif c.startswith("status_"):
+                cols[c.removeprefix("status_")] = (c, "reason_" + c.removeprefix("status_"))
+        break
+    return cols
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_task_dir(task_dir: Path, settings: RuleSettings) -> list[str]:
+    """Re-read a task's tables: problems as ``file: column: rule`` lines (empty if fine)."""
+    problems: list[str] = []
+    schema = json.loads((task_dir / "schema.json").read_text())
+    governed = [m for m in schema.get("measures", {}) if m not in ALWAYS]
+    for path in sorted(task_dir.glob("*.parquet")) + [task_dir / "ledger.csv"]:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        for col in frame.columns:
+            if UNIT_ID_COLUMN.search(str(col)):
+                problems.append(f"{path}: {col}: looks like a unit id (rule: no unit ids)")
+            if MIN_MAX_COLUMN.search(str(col)):
+                problems.append(f"{path}: {col}: a minimum or maximum (rule: none published)")
+        if path.suffix != ".parquet":
+            continue
+        twin = pd.read_csv(path.with_suffix(".csv"), keep_default_na=False, dtype=str)
+        if len(twin) != len(frame):
+            problems.append(f"{path}: the .csv twin has {len(twin)} rows, not {len(frame)}")
+        small = frame["n"] < settings.min_count
+        for col in [c for c in frame.columns if c == "status" or c.startswith("status_")]:
+            shown = small & (frame[col] == "published")
+            if shown.any():
+                problems.append(
+                    f"{path}: {col}: published with n < {settings.min_count} "
+                    f"(rule: threshold), e.g. {frame.loc[shown, 'area_code'].iloc[0]}"
+                )
+        for col in [c for c in governed if c in frame.columns]:
+            v = frame[col]
+            filled = v.notna() & (v.astype(str) != "")
+            if (small & filled).any():
+                problems.append(
+                    f"{path}: {col}: a value on a cell with n < {settings.min_count} "
+                    "(rule: threshold)"
+                )
+    return problems
+
+
+def verify_version(version: Path) -> list[str]:
+    """Compare every file under *version* with its manifest entry (and find strays)."""
+    manifest = version / MANIFEST
+    if not manifest.is_file():
+        return [f"{manifest}: missing"]
+    files = json.loads(manifest.read_text()).get("files", {})
+    problems = []
+    on_disk = {p.relative_to(version).as_posix() for p in version.rglob("*") if p.is_file()}
+    for rel in sorted(on_disk - set(files) - {MANIFEST}):
+        problems.append(f"{version / rel}: not in the manifest")
+    for rel, digest in sorted(files.items()):
+        path = version / rel
+        if not path.is_file():
+            problems.append(f"{path}: in the manifest but missing")
+        elif _sha256(path) != digest:
+            problems.append(f"{path}: checksum differs from the manifest")
+    return problems
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def versions_dir(publish_dir: Path) -> Path:
+    """``<parent>/<name>.d``: where the versions live (``publish.d`` for ``./publish``)."""
+    return publish_dir.parent / f"{publish_dir.name}.d"
+
+
+def current_version(publish_dir: Path) -> Path | None:
+    """The version the link points to, or None when nothing has been published."""
+    if not publish_dir.is_symlink():
+        return None
+    return publish_dir.resolve()
+
+
+def publish(
+    releases: Sequence[TaskRelease],
+    *,
+    publish_dir: Path,
+    settings: RuleSettings,
+    meta: ReleaseMeta,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> Path:
+    """Write *releases* as a new version and swap the ``publish`` link to it atomically.
+
+    Returns the new version's directory. Raises :class:`PublishRefused` (and leaves the old
+    version in place) when anything fails or a check finds a problem.
+    """
+    publish_dir = Path(publish_dir)
+    if publish_dir.exists() and not publish_dir.is_symlink():
+        raise PublishRefused(
+            f"{publish_dir}: is a real directory, not the link to a version; move it away "
+            f"(versions live in {versions_dir(publish_dir)}/) and publish again"
+        )
+    if not releases:
+        raise PublishRefused("nothing to publish: no task given")
+    vdir = versions_dir(publish_dir)
+    vdir.mkdir(parents=True, exist_ok=True)
+    for stale in vdir.glob("*.partial"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    now = datetime.now(UTC)
+    vid = f"{now:%Y%m%dT%H%M%S}Z-{uuid.uuid4().hex[:8]}"
+    build = vdir / f"{vid}.partial"
+    final = vdir / vid
+    old = current_version(publish_dir)
+    try:
+        build.mkdir()
+        tasks_doc = _carry_over(old, build, {r.task for r in releases})
+        for r in releases:
+            progress(f"export {r.task}")
+            _write_task(r, build / r.task, settings)
+            tasks_doc[r.task] = {
+                "run_id": r.run_id,
+                "published_at": now.isoformat(timespec="seconds"),
+                "rule_settings": _settings_doc(settings),
+                "suppressed": suppression_summary(r.ledger),
+            }
+        progress("check")
+        problems = [p for t in tasks_doc for p in check_task_dir(build / t, settings)]
+        if problems:
+            raise PublishRefused("export check failed:\n" + "\n".join(problems))
+        files = {
+            p.relative_to(build).as_posix(): _sha256(p)
+            for p in sorted(build.rglob("*"))
+            if p.is_file()
+        }
+        doc = {
+            "created_at": now.isoformat(timespec="seconds"),
+            "version": vid,
+            "zicht_version": meta.zicht_version,
+            "git_commit": meta.git_commit,
+            "data_fingerprint": meta.data_fingerprint,
+            "runs": {t: d["run_id"] for t, d in sorted(tasks_doc.items())},
+            "rule_settings": _settings_doc(settings),
+            "suppressed": {t: d["suppressed"] for t, d in sorted(tasks_doc.items())},
+            "tasks": tasks_doc,
+            "files": files,
+            **dict(meta.extra),
+        }
+        _write_json(doc, build / MANIFEST)
+        problems = verify_version(build)
+        if problems:
+            raise PublishRefused("manifest check failed:\n" + "\n".join(problems))
+        os.replace(build, final)
+        progress("swap")
+        _swap_link(publish_dir, final)
+    except BaseException as exc:
+        shutil.rmtree(build, ignore_errors=True)
+        if final.exists() and current_version(publish_dir) != final.resolve():
+            shutil.rmtree(final, ignore_errors=True)
+        if isinstance(exc, PublishRefused):
+            raise
+        if isinstance(exc, Exception):
+            raise PublishRefused(
+                f"export failed ({type(exc).__name__}: {exc}); the old version stays in place"
+            ) from exc
+        raise
+    _prune(vdir, keep={final.name, old.name if old else ""})
+    return final
+
+
+def _settings_doc(settings: RuleSettings) -> dict[str, Any]:
+    doc = asdict(settings)
+    doc["nk"] = list(settings.nk) if settings.nk else None
+    return doc
+
+
+def _carry_over(old: Path | None, build: Path, replaced: set[str]) -> dict[str, Any]:
+    """Copy the tasks this run does not replace from the current version; their manifest
+    entries come along."""
+    if old is None or not (old / MANIFEST).is_file():
+        return {}
+    doc = json.loads((old / MANIFEST).read_text())
+    kept = {}
+    for task, entry in doc.get("tasks", {}).items():
+        if task in replaced or not (old / task).is_dir():
+            continue
+        shutil.copytree(old / task, build / task)
+        kept[task] = entry
+    return kept
+
+
+def _swap_link(publish_dir: Path, target: Path) -> None:
+    """Point *publish_dir* at *target* with one ``os.replace`` of a temporary link."""
+    tmp = publish_dir.parent / f".{publish_dir.name}.{uuid.uuid4().hex[:8]}.tmp"
+    relative = os.path.relpath(target, publish_dir.parent)
+    os.symlink(relative, tmp, target_is_directory=True)
+    try:
+        os.replace(tmp, publish_dir)
+    finally:
+        if tmp.is_symlink():
+            tmp.unlink()
+
+
+def _prune(vdir: Path, keep: set[str]) -> None:
+    """Keep the current and the previous version; older complete versions go."""
+    versions = sorted(p for p in vdir.iterdir() if p.is_dir() and not p.name.endswith(".partial"))
+    for p in versions[:-KEEP_VERSIONS]:
+        if p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
