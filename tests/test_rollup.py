@@ -40,9 +40,7 @@ def _units(buurten: list[str], **cols: object) -> pd.DataFrame:
 
 
 def _publish_all(rollup):  # type: ignore[no-untyped-def]
-    return pd.DataFrame(
-        {"cell_id": rollup.cells["cell_id"], "status": "published", "reason": ""}
-    )
+    return pd.DataFrame({"cell_id": rollup.cells["cell_id"], "status": "published", "reason": ""})
 
 
 def test_hennep_known_answer() -> None:
@@ -95,7 +93,7 @@ def test_jonge_aanwas_age_groups_add_up_and_elevated_per_group() -> None:
     units = _units(buurten, age_group=groups, probability=rng.random(k) / 5, score=rng.random(k))
     r = roll_up_binary(units, task="jonge_aanwas")
     g = r.grid
-    for (level, area), block in g.groupby(["level", "area_code"]):
+    for _key, block in g.groupby(["level", "area_code"]):
         parts = block[block["breakdown"] != TOTAL]
         total = block[block["breakdown"] == TOTAL].iloc[0]
         assert parts["n"].sum() == total["n"]
