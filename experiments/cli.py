@@ -386,6 +386,66 @@ def predict(task: str, zones: Zones) -> None:
     click.echo(f"{task}: {pq.read_metadata(out).num_rows:,} predictions written to {out}")
 
 
+@cli.command(short_help="SHAP for a run (default: the champion) and area driver profiles.")
+@click.argument("task", type=TASK_CHOICE)
+@click.option("--run-id", default=None, help="The run to explain (default: the champion).")
+@click.option(
+    "--sample",
+    type=click.IntRange(100, 10_000_000),
+    default=20_000,
+    show_default=True,
+    help="Units of the publication year for the global views (stratified, seeded).",
+)
+@click.option(
+    "--max-per-area",
+    type=click.IntRange(10, 10_000_000),
+    default=200,
+    show_default=True,
+    help="Units per buurt explained for the area profiles (weighted; prevalences use all).",
+)
+@click.option("--exact-profiles", is_flag=True, help="Explain every unit for the profiles.")
+@common_options
+def explain(
+    task: str,
+    run_id: str | None,
+    sample: int,
+    max_per_area: int,
+    exact_profiles: bool,
+    zones: Zones,
+) -> None:
+    """SHAP on the raw model output (log-odds for classifiers) for RUN (default: the champion
+    of TASK), written into that run (shap/global_importance.csv, shap/importance_bar.png,
+    shap/summary.png, dependence plots), and area driver profiles to
+    DATA/explain/TASK_profiles.parquet (secure zone). Refuses a run from another world (exit 2).
+    """
+    from experiments.explain import ExplainSettings, explain_run
+    from experiments.predict import PredictError
+    from experiments.tracking import TrackingError
+
+    settings = ExplainSettings(
+        global_sample=sample, max_per_area=None if exact_profiles else max_per_area
+    )
+    try:
+        with stage_progress(3, f"explain {task}") as advance:
+            result = explain_run(
+                task,
+                data_dir=zones.data_dir,
+                tracking_uri=zones.tracking_uri,
+                run_id=run_id,
+                settings=settings,
+                progress=advance,
+            )
+    except (PredictError, TrackingError) as exc:
+        raise BadInput(str(exc)) from None
+    top = ", ".join(result.importance["feature"].head(5))
+    click.echo(
+        f"{task}: run {result.run_id} explained ({result.global_rows:,} units global, "
+        f"{result.profile_rows:,} for profiles, {result.rows_per_second:,.0f} rows/s); "
+        f"top drivers: {top}"
+    )
+    click.echo(f"area driver profiles: {result.profiles_path}")
+
+
 @cli.command(short_help="Open the MLflow UI for the store, on 127.0.0.1.")
 @click.option("--port", type=int, default=5000, show_default=True)
 @common_options

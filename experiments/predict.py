@@ -7,9 +7,9 @@ another world (a different data fingerprint) is refused.
 
 from __future__ import annotations
 
-import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from experiments import tracking
+from experiments.files import write_parquet_atomic
 from experiments.train import world_identity
 from features.tables import META
 from models.calibration import calibrator_from_bins
@@ -40,28 +41,66 @@ def champion_run(task: str, tracking_uri: str) -> mlflow.entities.Run:
     return client.get_run(str(version.run_id))
 
 
-def predict(task: str, *, data_dir: Path, tracking_uri: str) -> Path:
-    """Write ``DATA/predictions/<task>.parquet`` for the publication year; returns its path."""
-    spec = get_task(task)
-    run = champion_run(task, tracking_uri)
+@dataclass(frozen=True)
+class Scored:
+    """A tracked model ready to score: its run, the fitted estimator and its features."""
+
+    run: mlflow.entities.Run
+    model: Any
+    features: list[str]
+    year: int  # the publication year: the run's hold-out year
+
+
+def load_run_model(
+    task: str, *, data_dir: Path, tracking_uri: str, run_id: str | None = None
+) -> Scored:
+    """The champion of *task* (or run *run_id*), refused when it comes from another world."""
+    if run_id is None:
+        run = champion_run(task, tracking_uri)
+    else:
+        tracking.connect(tracking_uri, task)
+        try:
+            run = MlflowClient().get_run(run_id)
+        except mlflow.exceptions.MlflowException:
+            raise PredictError(
+                f"run {run_id!r} does not exist in {tracking_uri}; pick one in `zicht ui`"
+            ) from None
+        if run.data.tags.get("zicht.task") != task:
+            raise PredictError(
+                f"run {run_id} is a {run.data.tags.get('zicht.task', '?')} run, not {task}"
+            )
     fingerprint, _, _ = world_identity(data_dir / "world")
     if run.data.tags.get("zicht.data_fingerprint") != fingerprint:
         raise PredictError(
-            f"the champion of {task} (run {run.info.run_id}) was trained on world "
-            f"{run.data.tags.get('zicht.data_fingerprint', '?')[:16]}, not on the current world "
-            f"{fingerprint[:16]}; retrain with `zicht train {task}` on this world"
+            f"the {'champion' if run_id is None else 'run'} of {task} (run {run.info.run_id}) "
+            f"was trained on world {run.data.tags.get('zicht.data_fingerprint', '?')[:16]}, "
+            f"not on the current world {fingerprint[:16]}; retrain with `zicht train {task}` "
+            "on this world"
         )
-    run_id = run.info.run_id
-    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="features"))
+    rid = run.info.run_id
+    local = Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="features"))
     features = pd.read_csv(local / "catalogue.csv")["feature"].tolist()
-    year = int(run.data.params["holdout_year"])
+    loader = mlflow.lightgbm if run.data.tags.get("zicht.model") == "lightgbm" else mlflow.sklearn
+    model = loader.load_model(f"runs:/{rid}/model")
+    return Scored(run, model, features, int(run.data.params["holdout_year"]))
+
+
+def publication_frame(task: str, scored: Scored, data_dir: Path) -> pd.DataFrame:
+    """Meta columns and the run's features of the publication year, from the feature table."""
     path = data_dir / "features" / f"{task}.parquet"
     if not path.exists():
         raise PredictError(f"{path}: no feature table; run `zicht features {task}` first")
-    frame = pd.read_parquet(path, columns=[*META[task], *features], filters=[("year", "==", year)])
-    version = MlflowClient().get_model_version_by_alias(tracking.registered_name(task), "champion")
-    loader = mlflow.lightgbm if run.data.tags.get("zicht.model") == "lightgbm" else mlflow.sklearn
-    model = loader.load_model(version.source)
+    return pd.read_parquet(
+        path, columns=[*META[task], *scored.features], filters=[("year", "==", scored.year)]
+    )
+
+
+def predict(task: str, *, data_dir: Path, tracking_uri: str) -> Path:
+    """Write ``DATA/predictions/<task>.parquet`` for the publication year; returns its path."""
+    spec = get_task(task)
+    scored = load_run_model(task, data_dir=data_dir, tracking_uri=tracking_uri)
+    run_id, model, features = scored.run.info.run_id, scored.model, scored.features
+    frame = publication_frame(task, scored, data_dir)
     X = frame[features].to_numpy(np.float32)
     out = frame[list(META[task])].drop(columns=["label"]).copy()
     if spec.kind == "binary":
@@ -79,13 +118,4 @@ def predict(task: str, *, data_dir: Path, tracking_uri: str) -> Path:
         out["robust_z"] = z.astype(np.float32)
         out["flag"] = flag
     out["run_id"] = run_id
-    target = data_dir / "predictions" / f"{task}.parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{task}.", dir=target.parent)
-    os.close(fd)
-    try:
-        out.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    return write_parquet_atomic(out, data_dir / "predictions" / f"{task}.parquet")

@@ -72,6 +72,71 @@ def roc_pr_plot(points: pd.DataFrame, path: Path, *, title: str, min_count: int 
     return _save(fig, path)
 
 
+def shap_importance_plot(
+    importance: pd.DataFrame, path: Path, *, title: str, top: int = 20, min_count: int = 10
+) -> Path:
+    """Bar chart of mean |SHAP| per feature (``feature``, ``mean_abs_shap``, ``units``)."""
+    require_aggregate(importance, count="units", min_count=min_count)
+    shown = importance.nsmallest(top, "rank") if "rank" in importance else importance.head(top)
+    shown = shown.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.28 * len(shown) + 1.2), dpi=110)
+    ax.barh(shown["feature"], shown["mean_abs_shap"], color="#3b6ea8")
+    ax.set(xlabel="mean |SHAP| (raw model output)", title=title)
+    return _save(fig, path)
+
+
+def shap_summary_plot(
+    binned: pd.DataFrame, path: Path, *, title: str, order: list[str], min_count: int = 10
+) -> Path:
+    """A binned beeswarm: per feature, one mark per value bin at the bin's mean SHAP.
+
+    Colour is the bin's position in the feature's values (low blue, high red), size the
+    bin's units. Every mark rests on at least *min_count* units (``units`` column).
+    """
+    require_aggregate(binned, count="units", min_count=min_count)
+    feats = [f for f in order if f in set(binned["feature"])][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(feats) + 1.4), dpi=110)
+    cmap = plt.get_cmap("coolwarm")
+    biggest = float(binned["units"].max())
+    for y, f in enumerate(feats):
+        part = binned[binned["feature"] == f]
+        known = part[part["bin"] >= 0]
+        ax.scatter(
+            known["shap_mean"],
+            [y] * len(known),
+            c=cmap(known["value_rank"].to_numpy()),
+            s=20 + 180 * known["units"].to_numpy() / biggest,
+            edgecolors="0.3",
+            linewidths=0.3,
+        )
+        missing = part[part["bin"] < 0]
+        ax.scatter(missing["shap_mean"], [y] * len(missing), marker="x", color="0.4", s=25)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_yticks(range(len(feats)), feats)
+    ax.set(xlabel="mean SHAP per value bin (raw model output)", title=title)
+    sm = plt.cm.ScalarMappable(cmap=cmap)
+    bar = fig.colorbar(sm, ax=ax, fraction=0.03, pad=0.02)
+    bar.set_ticks([0, 1], labels=["low", "high"])
+    bar.set_label("feature value (bin position)")
+    return _save(fig, path)
+
+
+def shap_dependence_plot(
+    binned: pd.DataFrame, path: Path, *, feature: str, title: str, min_count: int = 10
+) -> Path:
+    """Mean SHAP per value bin of one feature, with a ±1 SD band (binned aggregates)."""
+    part = binned[(binned["feature"] == feature) & (binned["bin"] >= 0)]
+    require_aggregate(part, count="units", min_count=min_count)
+    fig, ax = plt.subplots(figsize=(4.8, 3.6), dpi=110)
+    x, m, sd = part["value_mean"], part["shap_mean"], part["shap_sd"]
+    ax.fill_between(x, m - sd, m + sd, color="#3b6ea8", alpha=0.2, label="±1 SD within bin")
+    ax.plot(x, m, "o-", color="#3b6ea8", label="mean SHAP per value bin")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(xlabel=f"{feature} (bin mean)", ylabel="SHAP (raw model output)", title=title)
+    ax.legend(frameon=False, fontsize=8)
+    return _save(fig, path)
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

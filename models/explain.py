@@ -1,0 +1,426 @@
+"""SHAP for every model of the zoo: exact values, binned global views and area driver profiles.
+
+Pure: fitted estimators and arrays in, arrays and small frames out; no plotting, no files.
+
+**What is explained.** The model's *raw* output:
+
+* ``lightgbm``: the booster's raw score (log-odds for ``hennep`` and ``jonge_aanwas``),
+  through LightGBM's native TreeSHAP (``pred_contrib``), which ``shap.TreeExplainer``
+  reproduces exactly (a test checks it to 1e-6);
+* ``histgb``: the raw score (log-odds) through ``shap.TreeExplainer``;
+* ``tree``: the decision tree's output (the leaf's event rate; a tree has no log-odds)
+  through ``shap.TreeExplainer``;
+* ``logistic``: the decision function (log-odds) through ``shap.LinearExplainer``, relative
+  to the training mean (the scaler centres every column, so the training mean is 0 and
+  each feature's value is ``coef × scaled value``). A feature's missing-value indicator
+  is added to the feature it belongs to.
+
+In every case ``base + values.sum(axis=1)`` equals the raw output (additivity is tested).
+The calibration map (:mod:`models.calibration`) is monotone and separate; it is not
+explained.
+
+**Driver indicator.** A feature's *indicator* is present for a unit when the unit's value
+lies in the feature's risk-raising range: the value bins (see :func:`binned_summary`) whose
+mean SHAP is positive. For a 0/1 feature with a positive effect that is "value 1"; for a
+continuous one, e.g. "household income in its lowest bins". Area profiles report, per top
+driver, the share of the area's units with the indicator against the national share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+#: Bins per feature of the binned summary and dependence views (fewer for few values).
+N_BINS = 10
+#: Levels of an area profile, smallest first.
+LEVELS = ("buurt", "wijk", "gemeente", "riec", "nederland")
+LEVEL_COLUMN = {
+    "buurt": "buurt_code",
+    "wijk": "wijk_code",
+    "gemeente": "gemeente_code",
+    "riec": "riec_code",
+}
+
+
+class ExplainError(ValueError):
+    """The model cannot be explained (an unknown kind of estimator, mismatched features)."""
+
+
+@dataclass(frozen=True)
+class ShapValues:
+    """Exact SHAP values of a set of units (secure zone: never logged as rows)."""
+
+    values: np.ndarray  # (n, p) float64
+    base: float
+    data: np.ndarray  # (n, p) the feature values explained
+    features: tuple[str, ...]
+    output: str  # "log-odds", "probability" or "raw"
+
+    def raw(self) -> np.ndarray:
+        """The explained output, rebuilt from the values: ``base + Σ values``."""
+        return self.base + self.values.sum(axis=1)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy long frame: ``row``, ``feature``, ``value``, ``shap`` (unit level: secure)."""
+        n, p = self.values.shape
+        return pd.DataFrame(
+            {
+                "row": np.repeat(np.arange(n), p),
+                "feature": np.tile(np.asarray(self.features, dtype=object), n),
+                "value": self.data.astype(np.float64).ravel(),
+                "shap": self.values.ravel(),
+            }
+        )
+
+    def to_explanation(self) -> Any:
+        """The same values as a ``shap.Explanation`` (for shap's own tools, in the secure zone)."""
+        import shap
+
+        return shap.Explanation(
+            values=self.values,
+            base_values=np.full(len(self.values), self.base),
+            data=self.data,
+            feature_names=list(self.features),
+        )
+
+
+def explain(model: Any, X: np.ndarray, features: Sequence[str], *, n_jobs: int = 2) -> ShapValues:
+    """Exact SHAP values of *model* on *X* (columns in the order of *features*)."""
+    X = np.asarray(X, dtype=np.float32)
+    features = tuple(features)
+    if X.ndim != 2 or X.shape[1] != len(features):
+        raise ExplainError(f"X has shape {X.shape}, but {len(features)} features were named")
+    if isinstance(model, lgb.LGBMModel):
+        contrib = model.booster_.predict(X, pred_contrib=True, num_threads=n_jobs)
+        contrib = np.asarray(contrib, dtype=np.float64)
+        output = "log-odds" if isinstance(model, lgb.LGBMClassifier) else "raw"
+        return ShapValues(contrib[:, :-1], float(contrib[0, -1]), X, features, output)
+    if isinstance(model, Pipeline):
+        head = model.steps[-1][1]
+        Z = model[:-1].transform(X)
+        name = type(head).__name__
+        if name.startswith("DecisionTree"):
+            return _tree(head, np.asarray(Z, dtype=np.float64), X, features)
+        if hasattr(head, "coef_"):
+            return _linear(model, head, np.asarray(Z, dtype=np.float64), X, features)
+    name = type(model).__name__
+    if name.startswith("HistGradientBoosting"):
+        return _hist(model, X, features)
+    raise ExplainError(f"cannot explain a {type(model).__name__}; the zoo's models only")
+
+
+def _tree(head: Any, Z: np.ndarray, X: np.ndarray, features: tuple[str, ...]) -> ShapValues:
+    import shap
+
+    explainer = shap.TreeExplainer(head)
+    vals = np.asarray(explainer.shap_values(Z, check_additivity=False), dtype=np.float64)
+    base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
+    if vals.ndim == 3:  # classifier: (n, p, classes); explain the event class
+        vals, b = vals[:, :, 1], float(base[1])
+        output = "probability"
+    else:
+        b, output = float(base[0]), "raw"
+    return ShapValues(vals, b, X, features, output)
+
+
+def _hist(model: Any, X: np.ndarray, features: tuple[str, ...]) -> ShapValues:
+    import shap
+
+    explainer = shap.TreeExplainer(model)
+    vals = np.asarray(
+        explainer.shap_values(X.astype(np.float64), check_additivity=False), dtype=np.float64
+    )
+    if vals.ndim == 3:
+        vals = vals[:, :, -1]
+    base = float(np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))[-1])
+    output = "log-odds" if hasattr(model, "classes_") else "raw"
+    return ShapValues(vals, base, X, features, output)
+
+
+def _linear(
+    pipe: Pipeline, head: Any, Z: np.ndarray, X: np.ndarray, features: tuple[str, ...]
+) -> ShapValues:
+    import shap
+
+    p = len(features)
+    # the scaler centres every column on the training data, so the training mean of Z is 0:
+    # an independent masker at 0 gives phi = coef * z, exactly the interventional SHAP value
+    explainer = shap.LinearExplainer(head, shap.maskers.Independent(np.zeros((1, Z.shape[1]))))
+    phi = np.asarray(explainer.shap_values(Z), dtype=np.float64)
+    if phi.ndim == 3:
+        phi = phi[:, :, -1]
+    values = phi[:, :p].copy()
+    imputer = pipe.steps[0][1]
+    indicator = getattr(imputer, "indicator_", None)
+    if indicator is not None and phi.shape[1] > p:
+        for k, j in enumerate(indicator.features_):
+            values[:, j] += phi[:, p + k]
+    base = float(np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))[-1])
+    output = "log-odds" if hasattr(head, "predict_proba") else "raw"
+    return ShapValues(values, base, X, features, output)
+
+
+def raw_output(model: Any, X: np.ndarray) -> np.ndarray:
+    """The output that :func:`explain` explains (for additivity checks)."""
+    X = np.asarray(X, dtype=np.float32)
+    if isinstance(model, lgb.LGBMModel):
+        return np.asarray(model.predict(X, raw_score=True), dtype=np.float64)
+    if isinstance(model, Pipeline):
+        head = model.steps[-1][1]
+        if type(head).__name__.startswith("DecisionTree"):
+            out = model.predict_proba(X)[:, 1] if hasattr(head, "predict_proba") else None
+            return np.asarray(out if out is not None else model.predict(X), dtype=np.float64)
+    if hasattr(model, "decision_function"):
+        return np.asarray(model.decision_function(X), dtype=np.float64)
+    return np.asarray(model.predict(X), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- global views
+
+
+def global_importance(sv: ShapValues) -> pd.DataFrame:
+    """``feature``, ``mean_abs_shap``, ``rank`` (1 = most important), ``units`` explained."""
+    imp = np.abs(sv.values).mean(axis=0)
+    order = np.argsort(-imp, kind="stable")
+    rank = np.empty(len(imp), dtype=np.int64)
+    rank[order] = np.arange(1, len(imp) + 1)
+    frame = pd.DataFrame(
+        {"feature": list(sv.features), "mean_abs_shap": imp, "rank": rank, "units": len(sv.values)}
+    )
+    return frame.sort_values("rank", kind="stable").reset_index(drop=True)
+
+
+def value_bins(x: np.ndarray, *, n_bins: int = N_BINS, min_count: int = 10) -> np.ndarray:
+    """Bin index of every value: quantile bins (each >= *min_count* units); -1 for missing.
+
+    Few distinct values get a bin each; neighbouring bins merge until every bin holds at
+    least *min_count* units, so no bin describes a single unit.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    finite = np.isfinite(x)
+    out = np.full(len(x), -1, dtype=np.int64)
+    if not finite.any():
+        return out
+    xf = x[finite]
+    uniq = np.unique(xf)
+    if len(uniq) <= n_bins:
+        edges = uniq[1:]
+    else:
+        edges = np.unique(np.quantile(xf, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    idx = np.searchsorted(edges, xf, side="right")
+    counts = np.bincount(idx, minlength=len(edges) + 1)
+    # merge small bins into a neighbour: walk left to right, carrying a small remainder
+    new = np.empty(len(counts), dtype=np.int64)
+    current, acc = 0, 0
+    for b, c in enumerate(counts):
+        new[b] = current
+        acc += c
+        if acc >= min_count:
+            current, acc = current + 1, 0
+    if acc and current > 0:  # a small tail joins the last full bin
+        new[new == current] = current - 1
+    out[finite] = new[idx]
+    return out
+
+
+def binned_summary(
+    sv: ShapValues, *, features: Sequence[str] | None = None, min_count: int = 10
+) -> pd.DataFrame:
+    """Per feature and value bin: units, mean value, mean and SD of SHAP (aggregates only).
+
+    Columns ``feature``, ``bin`` (-1 = missing), ``units``, ``value_mean``, ``value_rank``
+    (the bin's position among the feature's units, 0..1, for colouring), ``shap_mean``,
+    ``shap_sd``. Bins under *min_count* units (only possible for the missing bin) are left
+    out, so every row rests on at least *min_count* units.
+    """
+    names = list(features) if features is not None else list(sv.features)
+    pos = {f: i for i, f in enumerate(sv.features)}
+    parts = []
+    for f in names:
+        j = pos[f]
+        x = sv.data[:, j].astype(np.float64)
+        b = value_bins(x, min_count=min_count)
+        frame = pd.DataFrame({"bin": b, "x": x, "s": sv.values[:, j]})
+        g = frame.groupby("bin", sort=True)
+        agg = pd.DataFrame(
+            {
+                "units": g.size(),
+                "value_mean": g["x"].mean(),
+                "shap_mean": g["s"].mean(),
+                "shap_sd": g["s"].std(ddof=0),
+            }
+        ).reset_index()
+        agg = agg[agg["units"] >= min_count]
+        seen = agg[agg["bin"] >= 0]
+        cum = seen["units"].cumsum() - seen["units"] / 2
+        agg["value_rank"] = np.nan
+        agg.loc[seen.index, "value_rank"] = (cum / max(seen["units"].sum(), 1)).to_numpy()
+        agg.insert(0, "feature", f)
+        parts.append(agg)
+    cols = ["feature", "bin", "units", "value_mean", "value_rank", "shap_mean", "shap_sd"]
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+# --------------------------------------------------------------------------- area profiles
+
+
+def indicators(sv: ShapValues, X_all: np.ndarray, *, min_count: int = 10) -> np.ndarray:
+    """Boolean (n_all, p): each unit's value lies in the feature's risk-raising range.
+
+    The range is learnt on the explained units *sv* (the bins with positive mean SHAP) and
+    applied to every unit of *X_all*, so prevalences count all units, not a sample.
+    """
+    X_all = np.asarray(X_all, dtype=np.float64)
+    out = np.zeros(X_all.shape, dtype=bool)
+    for j in range(len(sv.features)):
+        x = sv.data[:, j].astype(np.float64)
+        finite = np.isfinite(x)
+        b = value_bins(x, min_count=min_count)
+        s = sv.values[:, j]
+        if not finite.any():
+            continue
+        nb = int(b.max()) + 1
+        sums = np.bincount(b[finite], weights=s[finite], minlength=nb)
+        cnt = np.bincount(b[finite], minlength=nb)
+        positive = sums / np.maximum(cnt, 1) > 0
+        # bin upper edges on the explained sample, applied to all units
+        upper = np.array([x[finite][b[finite] == k].max() for k in range(nb)])
+        xa = X_all[:, j]
+        fa = np.isfinite(xa)
+        k = np.minimum(np.searchsorted(upper, xa[fa], side="left"), nb - 1)
+        out[fa, j] = positive[k]
+        miss = ~finite
+        if miss.sum() >= min_count and not fa.all():
+            out[~fa, j] = s[miss].mean() > 0
+    return out
+
+
+def _random_rank(
+    strata: np.ndarray, random_state: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's seeded random rank within its stratum; (rank, stratum index, stratum sizes)."""
+    n = len(strata)
+    _, inv, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    key = np.random.default_rng(random_state).random(n)
+    order = np.lexsort((key, inv))
+    start = np.r_[0, np.cumsum(counts)[:-1]]
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.repeat(start, counts)
+    return rank, inv, counts
+
+
+def sample_per_area(
+    areas: np.ndarray, *, max_per_area: int | None, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded sample of at most *max_per_area* units per area, and each row's weight.
+
+    Returns ``(rows, weight)``: the sampled row positions (sorted) and, per sampled row,
+    ``n_area / m_area`` so that weighted sums estimate area totals without bias and add up
+    exactly to the units of every area. ``None`` takes every unit (weight 1).
+    """
+    n = len(areas)
+    if max_per_area is None:
+        return np.arange(n), np.ones(n)
+    rank, inv, counts = _random_rank(areas, random_state)
+    rows = np.flatnonzero(rank < max_per_area)
+    m = np.minimum(counts, max_per_area)
+    return rows, (counts / m)[inv[rows]]
+
+
+def stratified_sample(strata: np.ndarray, size: int, *, random_state: int = 0) -> np.ndarray:
+    """Row positions of a seeded sample of about *size* rows, proportional within strata."""
+    n = len(strata)
+    if n <= size:
+        return np.arange(n)
+    rank, inv, counts = _random_rank(strata, random_state)
+    take = np.maximum(1, np.round(counts * size / n)).astype(np.int64)
+    return np.flatnonzero(rank < take[inv])
+
+
+def area_profiles(
+    sv: ShapValues,
+    weight: np.ndarray,
+    areas: pd.DataFrame,
+    indicator: np.ndarray,
+    all_areas: pd.DataFrame,
+    *,
+    group: str | None = None,
+    top: int = 3,
+) -> pd.DataFrame:
+    """Mean SHAP per feature, top drivers and their prevalence, per area (secure zone).
+
+    *sv*, *weight* and *areas* describe the explained (sampled) units: their SHAP values,
+    their weights from :func:`sample_per_area` and their area codes (``buurt_code``,
+    ``wijk_code``, ``gemeente_code``, ``riec_code`` and, when *group* is given, that column).
+    *indicator* and *all_areas* describe every unit of the population (for ``n`` and the
+    prevalences, which are exact counts). Means are weighted, so ``mean × n`` summed over
+    the areas of a level equals the national total exactly.
+    """
+    feats = list(sv.features)
+    p = len(feats)
+    groups = [None] if group is None else [None, *sorted(all_areas[group].dropna().unique())]
+    national_prev = indicator.mean(axis=0)
+    rows = []
+    for g in groups:
+        sel = np.ones(len(areas), dtype=bool) if g is None else (areas[group] == g).to_numpy()
+        asel = np.ones(len(all_areas), bool) if g is None else (all_areas[group] == g).to_numpy()
+        for level in LEVELS:
+            col = LEVEL_COLUMN.get(level)
+            if col is not None and col not in all_areas.columns:
+                continue
+            keys_s = (
+                np.zeros(sel.sum(), dtype=object)
+                if col is None
+                else areas.loc[sel, col].astype(str).to_numpy()
+            )
+            keys_a = (
+                np.zeros(asel.sum(), dtype=object)
+                if col is None
+                else all_areas.loc[asel, col].astype(str).to_numpy()
+            )
+            codes, ka = np.unique(keys_a.astype(str), return_inverse=True)
+            ks = np.searchsorted(codes, keys_s.astype(str))
+            n_all = np.bincount(ka, minlength=len(codes))
+            w = weight[sel]
+            wsum = np.bincount(ks, weights=w, minlength=len(codes))
+            shap_sum = np.zeros((len(codes), p))
+            for j in range(p):
+                shap_sum[:, j] = np.bincount(
+                    ks, weights=w * sv.values[sel, j], minlength=len(codes)
+                )
+            mean_shap = shap_sum / np.maximum(wsum, 1e-12)[:, None]
+            counts = np.zeros((len(codes), p))
+            ind = indicator[asel]
+            for j in range(p):
+                counts[:, j] = np.bincount(ka, weights=ind[:, j], minlength=len(codes))
+            frame = pd.DataFrame(
+                {
+                    "level": level,
+                    "area_code": "NL" if col is None else codes,
+                    **({group: "total" if g is None else g} if group else {}),
+                    "n": n_all,
+                }
+            )
+            shap_cols = pd.DataFrame(mean_shap, columns=[f"shap__{f}" for f in feats])
+            frame = pd.concat([frame, shap_cols], axis=1)
+            order = np.argsort(-mean_shap, axis=1, kind="stable")[:, :top]
+            for k in range(top):
+                jk = order[:, k]
+                positive = mean_shap[np.arange(len(codes)), jk] > 0
+                names = np.where(positive, np.asarray(feats, dtype=object)[jk], "")
+                cnt = counts[np.arange(len(codes)), jk]
+                frame[f"driver_{k + 1}"] = names
+                frame[f"driver_count_{k + 1}"] = np.where(positive, cnt, np.nan)
+                frame[f"driver_prevalence_{k + 1}"] = np.where(
+                    positive, cnt / np.maximum(n_all, 1), np.nan
+                )
+                frame[f"driver_national_{k + 1}"] = np.where(positive, national_prev[jk], np.nan)
+            rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
