@@ -584,6 +584,86 @@ def publish(tasks: tuple[str, ...], zones: Zones) -> None:
     click.echo(f"published {', '.join(chosen)}: {zones.publish_dir} -> {version}")
 
 
+@cli.command(short_help="Reviewer report of each task's champion, to REVIEW/TASK/index.html.")
+@click.argument("tasks", nargs=-1, type=TASK_CHOICE)
+@common_options
+def report(tasks: tuple[str, ...], zones: Zones) -> None:
+    """Write a self-contained HTML report per TASK (default: every task with a champion)
+    to REVIEW/TASK/index.html, plus REVIEW/index.html, and log it to the champion run.
+
+    Sections: data and population, features with the protected-attribute attestation,
+    proxy audit, performance, SHAP, disclosure control, reproducibility. Aggregates only;
+    exit 2 when a task has no champion (train it first).
+    """
+    from experiments.report import ReportError, build_report, write_index
+    from experiments.tracking import TrackingError
+
+    names = list(tasks) or list(TASK_CHOICE.choices)
+    written: list[str] = []
+    try:
+        for task in names:
+            try:
+                page = build_report(
+                    task,
+                    data_dir=zones.data_dir,
+                    review_dir=zones.review_dir,
+                    publish_dir=zones.publish_dir,
+                    tracking_uri=zones.tracking_uri,
+                )
+            except ReportError:
+                if tasks:  # asked for by name: a missing champion is an error
+                    raise
+                continue
+            click.echo(f"{task}: report written to {page}")
+            written.append(task)
+        if not written:
+            raise ReportError(
+                f"no task has a champion in {zones.tracking_uri}; run `zicht train TASK` first"
+            )
+    except (ReportError, TrackingError) as exc:
+        raise BadInput(str(exc)) from None
+    index = write_index(zones.review_dir)
+    click.echo(f"index: {index}")
+
+
+class PublishRefusedExit(BadInput):
+    """Disclosure control refused: exit 3, nothing was published."""
+
+    exit_code = EXIT_REFUSED
+
+
+@cli.command(short_help="Roll-up, disclosure control and export to PUBLISH.")
+@click.argument("tasks", nargs=-1, type=TASK_CHOICE)
+@common_options
+def publish(tasks: tuple[str, ...], zones: Zones) -> None:
+    """Roll the predictions of TASKS (default: all three) up to area scores, apply disclosure
+    control (primary rules, secondary suppression, audit) and export a new version of
+    PUBLISH atomically. All or nothing: on any refusal (exit 3) the old version stays.
+    Missing predictions or predictions from another world: exit 2.
+    """
+    from disclosure.publish import PublishRefused
+    from disclosure.settings import DisclosureInputError
+    from experiments.publish import PublishInputError, publish_tasks
+
+    chosen = list(dict.fromkeys(tasks)) or ["hennep", "jonge_aanwas", "branch_turnover"]
+    try:
+        with stage_progress(3 * len(chosen) + 2, "publish") as advance:
+            version = publish_tasks(
+                chosen,
+                data_dir=zones.data_dir,
+                publish_dir=zones.publish_dir,
+                tracking_uri=zones.tracking_uri,
+                progress=advance,
+            )
+    except (PublishInputError, DisclosureInputError) as exc:
+        raise BadInput(str(exc)) from None
+    except PublishRefused as exc:
+        raise PublishRefusedExit(
+            f"disclosure control refused; nothing was published: {exc}"
+        ) from None
+    click.echo(f"published {', '.join(chosen)}: {zones.publish_dir} -> {version}")
+
+
 @cli.group(short_help="Benchmarks: models against baselines and the oracle.")
 def bench() -> None:
     """Benchmarks (``zicht bench models``)."""
