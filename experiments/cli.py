@@ -626,44 +626,6 @@ def report(tasks: tuple[str, ...], zones: Zones) -> None:
     click.echo(f"index: {index}")
 
 
-class PublishRefusedExit(BadInput):
-    """Disclosure control refused: exit 3, nothing was published."""
-
-    exit_code = EXIT_REFUSED
-
-
-@cli.command(short_help="Roll-up, disclosure control and export to PUBLISH.")
-@click.argument("tasks", nargs=-1, type=TASK_CHOICE)
-@common_options
-def publish(tasks: tuple[str, ...], zones: Zones) -> None:
-    """Roll the predictions of TASKS (default: all three) up to area scores, apply disclosure
-    control (primary rules, secondary suppression, audit) and export a new version of
-    PUBLISH atomically. All or nothing: on any refusal (exit 3) the old version stays.
-    Missing predictions or predictions from another world: exit 2.
-    """
-    from disclosure.publish import PublishRefused
-    from disclosure.settings import DisclosureInputError
-    from experiments.publish import PublishInputError, publish_tasks
-
-    chosen = list(dict.fromkeys(tasks)) or ["hennep", "jonge_aanwas", "branch_turnover"]
-    try:
-        with stage_progress(3 * len(chosen) + 2, "publish") as advance:
-            version = publish_tasks(
-                chosen,
-                data_dir=zones.data_dir,
-                publish_dir=zones.publish_dir,
-                tracking_uri=zones.tracking_uri,
-                progress=advance,
-            )
-    except (PublishInputError, DisclosureInputError) as exc:
-        raise BadInput(str(exc)) from None
-    except PublishRefused as exc:
-        raise PublishRefusedExit(
-            f"disclosure control refused; nothing was published: {exc}"
-        ) from None
-    click.echo(f"published {', '.join(chosen)}: {zones.publish_dir} -> {version}")
-
-
 @cli.group(short_help="Benchmarks: models against baselines and the oracle.")
 def bench() -> None:
     """Benchmarks (``zicht bench models``)."""
