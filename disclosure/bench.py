@@ -1,0 +1,246 @@
+"""The SDC benchmark: our disclosure core against tau-ARGUS (MOD) and ACRO on one table.
+
+A seeded synthetic population of ~1M units (establishments with a skewed turnover) in
+gemeente > wijk > buurt, crossed with a 5-band breakdown, rolled up to ~40k cells. Ours runs
+in-process; the anchors run in their own Python (``anchors_python``: a virtual environment
+with ``acro==1.0.2`` and ``pytauargus==0.6.0``, which need pandas <= 2.3.3 and so cannot share
+the project's lock), one subprocess per job, in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from disclosure.audit import audit
+from disclosure.primary import primary
+from disclosure.settings import RuleSettings
+from disclosure.suppress import protect
+
+BANDS = ("A", "B", "C", "D", "E")
+ANCHOR_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sdc_anchor.py"
+
+
+def synthetic_units(
+    n_units: int = 1_000_000, *, n_gemeenten: int = 120, random_state: int = 7
+) -> pd.DataFrame:
+    """Units with ``gemeente, wijk, buurt, band, value`` (string codes; seeded).
+
+    Area sizes are log-normal, so many buurt x band cells hold under 10 units; turnover is
+    log-normal with a heavy tail, so some cells have a dominant contributor.
+    """
+    rng = np.random.default_rng(random_state)
+    wijk_per_gm = rng.integers(2, 14, n_gemeenten)
+    n_wijk = int(wijk_per_gm.sum())
+    buurt_per_wk = rng.integers(2, 12, n_wijk)
+    n_buurt = int(buurt_per_wk.sum())
+    wijk_gm = np.repeat(np.arange(n_gemeenten), wijk_per_gm)
+    buurt_wk = np.repeat(np.arange(n_wijk), buurt_per_wk)
+    size = rng.lognormal(0.0, 1.0, n_buurt)
+    buurt = rng.choice(n_buurt, n_units, p=size / size.sum())
+    band = rng.choice(len(BANDS), n_units, p=[0.35, 0.3, 0.2, 0.1, 0.05])
+    value = np.round(rng.lognormal(3.0, 1.3, n_units), 0) + 1.0
+    wijk = buurt_wk[buurt]
+    gm = wijk_gm[wijk]
+    return pd.DataFrame(
+        {
+            "gemeente": np.char.add("GM", np.char.zfill(gm.astype(str), 4)),
+            "wijk": np.char.add("WK", np.char.zfill(wijk.astype(str), 6)),
+            "buurt": np.char.add("BU", np.char.zfill(buurt.astype(str), 8)),
+            "band": np.asarray(BANDS)[band],
+            "value": value,
+        }
+    )
+
+
+def cell_table(units: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cells (every area level incl. NL x every band and ``total``) and their relations."""
+    units = units.assign(nederland="NL")
+    levels = ("nederland", "gemeente", "wijk", "buurt")
+    ranked = units.sort_values("value", ascending=False, kind="stable")
+    frames = []
+    for level in levels:
+        for by_band in (True, False):
+            keys = [level, "band"] if by_band else [level]
+            g = ranked.groupby(keys, sort=True)["value"]
+            second = ranked.loc[g.nth(1).index].groupby(keys)["value"].first()
+            f = g.agg(n="size", value="sum", top1="first")
+            f = f.join(second.rename("top2")).reset_index()
+            f["breakdown"] = f["band"] if by_band else "total"
+            f = f.rename(columns={level: "area_code"}).assign(level=level)
+            frames.append(f.drop(columns=["band"], errors="ignore"))
+    cells = pd.concat(frames, ignore_index=True)
+    cells["top2"] = cells["top2"].fillna(0.0)
+    cells["basis"] = "turnover_sum"
+    cells["kind"] = "sum"
+    cells["upper"] = np.inf
+    cells["intent"] = True
+    cells["cell_id"] = cells["level"] + "|" + cells["area_code"] + "|" + cells["breakdown"]
+    parent = {"gemeente": "nederland", "wijk": "gemeente", "buurt": "wijk"}
+    links = units[list(levels)].drop_duplicates()
+    rel = []
+    for child, par in parent.items():
+        pairs = links[[par, child]].drop_duplicates()
+        present = cells.loc[cells["level"] == child, ["area_code", "breakdown"]]
+        pairs = present.merge(pairs, left_on="area_code", right_on=child)
+        rid = "area|" + par + "|" + pairs[par] + "|" + pairs["breakdown"]
+        rel.append(
+            pd.DataFrame(
+                {
+                    "relation_id": rid,
+                    "cell_id": (child + "|" + pairs["area_code"] + "|" + pairs["breakdown"]),
+                    "role": "part",
+                }
+            )
+        )
+        tot = pd.DataFrame({"relation_id": rid.unique()})
+        tot["cell_id"] = tot["relation_id"].str.removeprefix("area|")
+        rel.append(tot.assign(role="total"))
+    banded = cells[cells["breakdown"] != "total"]
+    rid = "band|" + banded["level"] + "|" + banded["area_code"]
+    rel.append(pd.DataFrame({"relation_id": rid, "cell_id": banded["cell_id"], "role": "part"}))
+    tot = pd.DataFrame({"relation_id": rid.unique()})
+    tot["cell_id"] = tot["relation_id"].str.removeprefix("band|") + "|total"
+    rel.append(tot.assign(role="total"))
+    cols = [
+        "cell_id",
+        "level",
+        "area_code",
+        "breakdown",
+        "basis",
+        "kind",
+        "n",
+        "value",
+        "top1",
+        "top2",
+        "upper",
+        "intent",
+    ]
+    return cells[cols], pd.concat(rel, ignore_index=True)
+
+
+def _anchor(python: str, job: str, units_csv: Path, work: Path) -> dict:
+    out = work / f"{job}.json"
+    subprocess.run(
+        [python, str(ANCHOR_SCRIPT), job, str(units_csv), str(out)],
+        check=True,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    result: dict = json.loads(out.read_text(encoding="utf-8"))
+    return result
+
+
+def _acro_agreement(cells: pd.DataFrame, unsafe: pd.Series, acro_cells: list) -> dict:
+    """Compare primary decisions cell by cell; boundary cells (n == 10, top1 == value/2) apart."""
+    theirs = pd.DataFrame(acro_cells, columns=["level", "area_code", "breakdown", "outcome"])
+    theirs["breakdown"] = theirs["breakdown"].replace({"All": "total"})
+    theirs = theirs[theirs["area_code"] != "All"]
+    theirs["acro_unsafe"] = theirs["outcome"] != "ok"
+    mine = cells.assign(unsafe=unsafe.to_numpy())
+    both = mine.merge(theirs, on=["level", "area_code", "breakdown"], how="inner")
+    differ = both["unsafe"] != both["acro_unsafe"]
+    boundary = (both["n"] == 10) | (both["top1"] * 2 == both["value"])
+    return {
+        "compared": len(both),
+        "differ": int(differ.sum()),
+        "differ_at_boundary": int((differ & boundary).sum()),
+        "differ_elsewhere": int((differ & ~boundary).sum()),
+    }
+
+
+def run_sdc_bench(
+    *,
+    n_units: int = 1_000_000,
+    n_gemeenten: int = 120,
+    random_state: int = 7,
+    anchors_python: str | None = None,
+    out_dir: Path | None = None,
+) -> pd.DataFrame:
+    """Run ours (and the anchors, if *anchors_python* is given) and return the ratio table.
+
+    Returns
+    -------
+    DataFrame
+        ``metric, ours, theirs, ratio, target`` (ratio = ours / theirs). When *out_dir* is
+        given, also writes ``sdc.csv`` and ``sdc.md`` there (aggregate figures only).
+    """
+    settings = RuleSettings()
+    units = synthetic_units(n_units, n_gemeenten=n_gemeenten, random_state=random_state)
+    cells, relations = cell_table(units)
+    start = time.perf_counter()
+    prim = primary(cells, settings)
+    primary_s = time.perf_counter() - start
+    start = time.perf_counter()
+    prot = protect(cells, relations, settings)
+    protect_s = time.perf_counter() - start
+    start = time.perf_counter()
+    checked = audit(cells, relations, prot.status, settings)
+    audit_s = time.perf_counter() - start
+    secondary = int((prot.status["reason"] == "secondary").sum())
+    rows = [
+        ("cells", len(cells), None, None),
+        ("primary unsafe cells", int(prim["unsafe"].sum()), None, None),
+        ("secondary suppressions", secondary, None, 1.1),
+        ("cells under protection (own audit)", int((~checked["ok"]).sum()), None, 0),
+        ("primary seconds", primary_s, None, 0.01),
+        ("protection seconds", protect_s, None, 0.2),
+        ("audit seconds", audit_s, None, 0.05),
+    ]
+    if anchors_python:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            units_csv = work / "units.csv"
+            units.to_csv(units_csv, index=False)
+            tau = _anchor(anchors_python, "tau", units_csv, work)
+            acro = _anchor(anchors_python, "acro", units_csv, work)
+        agree = _acro_agreement(cells, prim["unsafe"], acro["cells"])
+        tau_secondary = int(tau["status"].get("M", 0))
+        theirs = {
+            "cells": tau["cells"],
+            "primary unsafe cells": int(tau["status"].get("U", 0)),
+            "secondary suppressions": tau_secondary,
+            "cells under protection (own audit)": tau["audit_unsafe"],
+            "primary seconds": acro["acro_s"],
+            "protection seconds": tau["protect_s"],
+            "audit seconds": tau["audit_s"],
+        }
+        rows = [(m, o, theirs.get(m), t) for m, o, _, t in rows]
+        rows += [
+            ("ACRO cells compared", agree["compared"], None, None),
+            ("ACRO primary decisions that differ", agree["differ"], None, None),
+            (
+                "  of which at a boundary (n == 10 or top1 == 50%)",
+                agree["differ_at_boundary"],
+                None,
+                None,
+            ),
+            ("  of which elsewhere", agree["differ_elsewhere"], None, 0),
+        ]
+    table = pd.DataFrame(rows, columns=["metric", "ours", "theirs", "target"])
+    ours = pd.to_numeric(table["ours"], errors="coerce")
+    theirs_num = pd.to_numeric(table["theirs"], errors="coerce")
+    table["ratio"] = (ours / theirs_num).where(theirs_num > 0)
+    table = table[["metric", "ours", "theirs", "ratio", "target"]]
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in (("sdc.csv", table.to_csv(index=False)), ("sdc.md", _markdown(table))):
+            tmp_path = out_dir / f".{name}.tmp"
+            tmp_path.write_text(text, encoding="utf-8")
+            tmp_path.replace(out_dir / name)
+    return table
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(table.columns) + " |", "|---" * len(table.columns) + "|"]
+    for row in table.itertuples(index=False):
+        cells = ["" if pd.isna(v) else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
