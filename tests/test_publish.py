@@ -1,0 +1,286 @@
+"""``zicht publish`` on the tiny world: contract files, checksums, atomicity, no unit ids.
+
+Predictions are built here from the world with a seeded random score for every unit (the
+real predict path is tested elsewhere); the run's fingerprint lookup is injected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import disclosure.publish as dp
+from disclosure.publish import PublishRefused, current_version, verify_version, versions_dir
+from experiments.publish import PublishInputError, publish_tasks, turnover_inputs
+from experiments.train import world_identity
+
+REPO = Path(__file__).resolve().parent.parent
+TASKS = ("hennep", "jonge_aanwas", "branch_turnover")
+LEVELS = ("buurt", "wijk", "gemeente", "riec", "nederland")
+RUN = "a" * 32
+
+
+def fake_predictions(world: Path, task: str, *, seed: int = 0) -> pd.DataFrame:
+    """A predictions frame shaped like ``zicht predict``'s, with seeded random scores."""
+    rng = np.random.default_rng(seed)
+    areas = pd.read_parquet(world / "areas.parquet").drop(columns="geometry")
+    b = areas[areas["level"] == "buurt"].set_index("area_code")
+    year = 2024
+    if task == "branch_turnover":
+        units, _, _ = turnover_inputs(world, areas, year)
+        frames = []
+        for level, col in (("wijk", "wijk_code"), ("gemeente", "gemeente_code")):
+            g = units.groupby([col, "sbi"]).size().reset_index()
+            frames.append(g.rename(columns={col: "area_code"})[["area_code", "sbi"]])
+            frames[-1].insert(0, "level", level)
+        p = pd.concat(frames, ignore_index=True)
+        p.insert(0, "cell_id", np.arange(len(p)))
+        p["year"] = year
+        p["expected_log"] = rng.normal(8, 1, len(p)).astype(np.float32)
+        p["flag"] = rng.random(len(p)) < 0.05
+    else:
+        if task == "hennep":
+            d = pd.read_parquet(world / "dwellings.parquet", columns=["dwelling_id", "buurt_code"])
+            p = pd.DataFrame({"dwelling_id": d["dwelling_id"], "buurt_code": d["buurt_code"]})
+        else:
+            k = 5000
+            p = pd.DataFrame({"person_id": np.arange(k), "buurt_code": rng.choice(b.index, k)})
+            p["age_group"] = rng.choice(["8-12", "13-19", "20-23"], k)
+        p["buurt_code"] = p["buurt_code"].astype(str)
+        p["year"] = year
+        for c in ("wijk_code", "gemeente_code", "riec_code"):
+            p[c] = b[c].astype(str).reindex(p["buurt_code"]).to_numpy()
+        p["score"] = rng.random(len(p)).astype(np.float32)
+        p["probability"] = (p["score"] ** 4 * 0.05).astype(np.float32)
+    p["run_id"] = RUN
+    return p
+
+
+@pytest.fixture(scope="module")
+def data(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DATA dir of our own (predictions) over the shared tiny world."""
+    d = tmp_path_factory.mktemp("pubdata")
+    (d / "world").symlink_to(tiny_data / "world", target_is_directory=True)
+    (d / "predictions").mkdir()
+    for task in TASKS:
+        fake_predictions(d / "world", task).to_parquet(d / "predictions" / f"{task}.parquet")
+    return d
+
+
+def _run(data: Path, publish_dir: Path, tasks: tuple[str, ...] = TASKS) -> Path:
+    fp = world_identity(data / "world")[0]
+    return publish_tasks(
+        tasks,
+        data_dir=data,
+        publish_dir=publish_dir,
+        tracking_uri="unused",
+        run_fingerprint=lambda run_id: fp if run_id == RUN else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def published(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("zone") / "publish"
+    _run(data, out)
+    return out
+
+
+def test_publish_writes_every_contract_file(published: Path) -> None:
+    assert published.is_symlink()
+    assert os.readlink(published).startswith("publish.d" + os.sep)
+    for task in TASKS:
+        levels = LEVELS[1:] if task == "branch_turnover" else LEVELS
+        names = [f"{lv}.{ext}" for lv in levels for ext in ("csv", "parquet")]
+        names += ["areas.geojson", "map_gemeente.png", "map_buurt.png", "ledger.csv"]
+        for name in [*names, "schema.json"]:
+            assert (published / task / name).is_file(), f"{task}/{name}"
+        ledger = pd.read_csv(published / task / "ledger.csv")
+        assert list(ledger.columns) == [
+            "level",
+            "area_code",
+            "breakdown",
+            "basis",
+            "status",
+            "reason",
+        ]
+        geo = json.loads((published / task / "areas.geojson").read_text())
+        assert geo["type"] == "FeatureCollection" and "crs" not in geo  # RFC 7946: WGS 84 only
+        lon, lat = np.array(geo["features"][0]["geometry"]["coordinates"][0][0]).T[:2]
+        assert (np.abs(lon) <= 180).all() and (np.abs(lat) <= 90).all()
+        assert (published / task / "map_buurt.png").read_bytes()[:4] == b"\x89PNG"
+    schema = json.loads((published / "hennep" / "schema.json").read_text())
+    assert schema["measures"]["risk_mean"]["basis"] == {
+        "kind": "mean",
+        "basis": "risk_sum",
+        "weight": "n",
+    }
+    assert schema["measures"]["elevated_share"]["status"] == "status_elevated_count"
+    turnover = json.loads((published / "branch_turnover" / "schema.json").read_text())
+    assert any("no buurt level" in n for n in turnover["notes"])
+
+
+def test_manifest_checksums_and_provenance(published: Path, data: Path) -> None:
+    assert verify_version(published.resolve()) == []
+    doc = json.loads((published / "manifest.json").read_text())
+    assert doc["data_fingerprint"] == world_identity(data / "world")[0]
+    assert doc["runs"] == dict.fromkeys(TASKS, RUN)
+    assert doc["rule_settings"]["min_count"] == 10
+    assert {"created_at", "zicht_version", "git_commit", "suppressed"} <= set(doc)
+    assert sum(doc["suppressed"]["hennep"].get("buurt", {}).values()) > 0
+    # a tampered file is caught
+    tampered = published.resolve() / "hennep" / "riec.csv"
+    original = tampered.read_bytes()
+    try:
+        tampered.write_bytes(original + b"\n")
+        assert any("checksum" in p for p in verify_version(published.resolve()))
+    finally:
+        tampered.write_bytes(original)
+
+
+def test_suppressed_basis_has_empty_derived_measures(published: Path) -> None:
+    buurt = pd.read_csv(published / "hennep" / "buurt.csv", keep_default_na=False, dtype=str)
+    hidden = buurt[buurt["status_risk_sum"] == "suppressed"]
+    assert len(hidden) > 0
+    assert (hidden[["risk_mean", "expected_per_1000", "index"]] == "").all().all()
+    small = buurt[buurt["n"].astype(int) < 10]
+    assert (small["status_risk_sum"] == "suppressed").all()
+    assert (small["elevated_share"] == "").all()
+    wijk = pd.read_csv(published / "branch_turnover" / "wijk.csv", keep_default_na=False, dtype=str)
+    gone = wijk[wijk["status"] == "suppressed"]
+    assert (
+        len(gone)
+        and (gone[["turnover_per_inhabitant", "deviation_ratio", "flag"]] == "").all().all()
+    )
+    assert gone["reason"].str.len().gt(0).all()
+
+
+def test_unit_ids_never_appear(published: Path, data: Path) -> None:
+    preds = pd.read_parquet(data / "predictions" / "hennep.parquet")
+    ids = set(preds["dwelling_id"].astype(str).head(50)) - {str(i) for i in range(1000)}
+    for path in published.resolve().rglob("*"):
+        if path.suffix not in (".csv", ".parquet"):
+            continue
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        assert not [c for c in frame.columns if c.endswith("_id") or c == "id"], path
+        assert len(frame) != len(preds), path
+        text = frame.astype(str).to_numpy().ravel()
+        assert not ids & set(text), path
+
+
+def test_a_failure_midway_keeps_the_old_version(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "publish"
+    _run(data, out, ("hennep",))
+    old = current_version(out)
+    assert old is not None
+    calls = {"n": 0}
+    real = dp._write_geojson
+
+    def flaky(geo: object, path: Path) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second task's geojson: the first task is already written
+            raise OSError("disk full (injected)")
+        real(geo, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dp, "_write_geojson", flaky)
+    with pytest.raises(PublishRefused, match="injected"):
+        _run(data, out, ("hennep", "branch_turnover"))
+    assert current_version(out) == old and verify_version(old) == []
+    assert sorted(p.name for p in versions_dir(out).iterdir()) == [old.name]
+    assert not (out / "branch_turnover").exists()  # all or nothing
+
+
+def test_cli_exit_codes(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments import publish as ep
+    from experiments.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "world").symlink_to((data / "world").resolve(), target_is_directory=True)
+    out = tmp_path / "publish"
+    code = main(["publish", "hennep", "--data-dir", str(empty), "--publish-dir", str(out)])
+    assert code == 2 and not out.exists()
+    fp = world_identity(data / "world")[0]
+    monkeypatch.setattr(ep, "fingerprint_from_mlflow", lambda uri: lambda run: "other")
+    code = main(["publish", "hennep", "--data-dir", str(data), "--publish-dir", str(out)])
+    assert code == 2 and not out.exists()  # predictions of a run on another world
+    monkeypatch.setattr(ep, "fingerprint_from_mlflow", lambda uri: lambda run: fp)
+    code = main(["publish", "hennep", "--data-dir", str(data), "--publish-dir", str(out)])
+    assert code == 0 and verify_version(out.resolve()) == []
+
+    def refuse(*a: object, **k: object) -> None:
+        raise PublishRefused("injected refusal")
+
+    monkeypatch.setattr(ep, "control", refuse)
+    before = out.resolve()
+    code = main(["publish", "hennep", "--data-dir", str(data), "--publish-dir", str(out)])
+    assert code == 3 and out.resolve() == before
+
+
+def test_missing_predictions_name_the_fix(data: Path, tmp_path: Path) -> None:
+    (tmp_path / "world").symlink_to((data / "world").resolve(), target_is_directory=True)
+    with pytest.raises(PublishInputError, match="zicht predict hennep"):
+        publish_tasks(
+            ["hennep"],
+            data_dir=tmp_path,
+            publish_dir=tmp_path / "publish",
+            tracking_uri="unused",
+            run_fingerprint=lambda r: None,
+        )
+    assert not (tmp_path / "publish").exists()
+
+
+CHILD = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from experiments.publish import publish_tasks
+from experiments.train import world_identity
+data = Path({data!r})
+fp = world_identity(data / "world")[0]
+print("go", flush=True)
+publish_tasks({tasks!r}, data_dir=data, publish_dir=Path({out!r}), tracking_uri="x",
+              run_fingerprint=lambda r: fp)
+print("done", flush=True)
+"""
+
+
+def test_sigkill_at_a_random_point_leaves_a_complete_version(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "publish"
+    start = time.perf_counter()
+    _run(data, out, ("hennep", "branch_turnover"))
+    duration = time.perf_counter() - start
+    rng = np.random.default_rng(20240607)
+    for delay in rng.uniform(0, duration, size=3):
+        code = CHILD.format(
+            repo=str(REPO), data=str(data), out=str(out), tasks=["hennep", "branch_turnover"]
+        )
+        with subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+        ) as child:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "go"
+            time.sleep(float(delay))
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        assert out.is_symlink()
+        assert verify_version(out.resolve()) == []
+        doc = json.loads((out / "manifest.json").read_text())
+        assert set(doc["runs"]) == {"hennep", "branch_turnover"}
+    # the next publish clears what the killed runs left behind
+    _run(data, out, ("hennep",))
+    assert not list(versions_dir(out).glob("*.partial"))
+    assert set(json.loads((out / "manifest.json").read_text())["runs"]) == {
+        "hennep",
+        "branch_turnover",
+    }  # the task not named is carried over
