@@ -190,7 +190,7 @@ def test_a_failure_midway_keeps_the_old_version(
         calls["n"] += 1
         if calls["n"] == 2:  # the second task's geojson: the first task is already written
             raise OSError("disk full (injected)")
-        real(geo, path)  # type: ignore[arg-type]
+        real(geo, path)
 
     monkeypatch.setattr(dp, "_write_geojson", flaky)
     with pytest.raises(PublishRefused, match="injected"):
