@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from disclosure.audit import audit
-from disclosure.primary import primary
+from disclosure.primary import CELL_COLUMNS, primary
 from disclosure.settings import RuleSettings
 from disclosure.suppress import protect
 
@@ -108,21 +108,7 @@ def cell_table(units: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     tot = pd.DataFrame({"relation_id": rid.unique()})
     tot["cell_id"] = tot["relation_id"].str.removeprefix("band|") + "|total"
     rel.append(tot.assign(role="total"))
-    cols = [
-        "cell_id",
-        "level",
-        "area_code",
-        "breakdown",
-        "basis",
-        "kind",
-        "n",
-        "value",
-        "top1",
-        "top2",
-        "upper",
-        "intent",
-    ]
-    return cells[cols], pd.concat(rel, ignore_index=True)
+    return cells[list(CELL_COLUMNS)], pd.concat(rel, ignore_index=True)
 
 
 def _anchor(python: str, job: str, units_csv: Path, work: Path) -> dict:

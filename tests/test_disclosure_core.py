@@ -431,7 +431,7 @@ tables = st.tuples(
     st.integers(1, 3),  # fan-out
     st.sampled_from([0, 2, 3]),  # bands (0: no breakdown)
     st.sampled_from(["count", "sum"]),
-    st.sampled_from([6, 12, 25]),  # units per leaf cell at most
+    st.sampled_from([5, 10, 18]),  # units per leaf cell at most
 )
 
 
