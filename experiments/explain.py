@@ -88,8 +88,11 @@ def profiles(
     """Area driver profiles of the units in *frame*; (profiles, rows explained, seconds)."""
     areas, within = _areas(task, frame)
     X = frame[features].to_numpy(np.float32)
+    strata = areas[within].to_numpy()
+    if task == "jonge_aanwas":  # weights must restore every buurt x age group
+        strata = strata + "|" + areas["age_group"].to_numpy()
     rows, weight = E.sample_per_area(
-        areas[within].to_numpy(),
+        strata,
         max_per_area=settings.max_per_area,
         random_state=settings.random_state,
     )

@@ -357,7 +357,8 @@ def area_profiles(
     """Mean SHAP per feature, top drivers and their prevalence, per area (secure zone).
 
     *sv*, *weight* and *areas* describe the explained (sampled) units: their SHAP values,
-    their weights from :func:`sample_per_area` and their area codes (``buurt_code``,
+    their weights from :func:`sample_per_area` (drawn within buurt × *group*, so that the
+    weights restore the units of every area and group; checked) and their area codes (``buurt_code``,
     ``wijk_code``, ``gemeente_code``, ``riec_code`` and, when *group* is given, that column).
     *indicator* and *all_areas* describe every unit of the population (for ``n`` and the
     prevalences, which are exact counts). Means are weighted, so ``mean × n`` summed over
@@ -394,6 +395,11 @@ def area_profiles(
             for j in range(p):
                 shap_sum[:, j] = np.bincount(
                     ks, weights=w * sv.values[sel, j], minlength=len(codes)
+                )
+            if not np.allclose(wsum, n_all):
+                raise ExplainError(
+                    f"the sample weights do not restore the units of every {level} area; draw "
+                    "the sample within the smallest area (and group) with sample_per_area"
                 )
             mean_shap = shap_sum / np.maximum(wsum, 1e-12)[:, None]
             counts = np.zeros((len(codes), p))
