@@ -358,8 +358,9 @@ def area_profiles(
 
     *sv*, *weight* and *areas* describe the explained (sampled) units: their SHAP values,
     their weights from :func:`sample_per_area` (drawn within buurt × *group*, so that the
-    weights restore the units of every area and group; checked) and their area codes (``buurt_code``,
-    ``wijk_code``, ``gemeente_code``, ``riec_code`` and, when *group* is given, that column).
+    weights restore the units of every area and group; checked) and their area codes
+    (``buurt_code``, ``wijk_code``, ``gemeente_code``, ``riec_code`` and, when *group* is
+    given, that column).
     *indicator* and *all_areas* describe every unit of the population (for ``n`` and the
     prevalences, which are exact counts). Means are weighted, so ``mean × n`` summed over
     the areas of a level equals the national total exactly.
