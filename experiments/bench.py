@@ -1,7 +1,9 @@
 """``zicht bench models``: every model on identical folds, with paired bootstrap intervals.
 
 One parent run (``zicht.kind=bench``) per task holds the leaderboard (CSV and Markdown);
-each model is a nested run with its metrics. Intervals are 95% paired bootstrap intervals
+each model is a nested run with its metrics. The main model is also logged as a full
+``train`` run (model, calibration, plots) that competes for champion, so a benchmark leaves
+a champion without refitting. Intervals are 95% paired bootstrap intervals
 over gemeenten on the out-of-fold predictions of the training years: the model's primary
 metric, the model minus the best baseline, and the model over the oracle.
 """
@@ -18,10 +20,8 @@ import pandas as pd
 
 from experiments import tracking
 from experiments.config import default_config_path, load_config
-from experiments.train import BASELINE_MAX_ROWS, load_features, world_identity
-from experiments.truth import oracle_for
+from experiments.train import finite, log_evaluation, prepare
 from models.bootstrap import interval, paired_bootstrap
-from models.evaluation import evaluate, protocol_for
 from models.tasks import get_task
 
 MAIN = "lightgbm"
@@ -46,56 +46,23 @@ def bench_models(
     """Run the benchmark of *task_name*; returns the leaderboard (also logged)."""
     task = get_task(task_name)
     cfg = load_config(default_config_path(task_name))
-    features = list(cfg.features)
-    tracking.connect(tracking_uri, task_name)
-    fingerprint, scale, seed = world_identity(data_dir / "world")
-    frame = load_features(data_dir / "features" / f"{task_name}.parquet", task_name, cfg.features)
-    protocol = protocol_for(sorted(frame["year"].unique().tolist()), task_name)
-    oracle, anomalous = oracle_for(task_name, frame, data_dir) if scale != "real" else (None, None)
-    areas = pd.read_parquet(
-        data_dir / "world" / "areas.parquet", columns=["area_code", "level", "land_area_km2"]
-    )
-    buurt = areas[areas["level"] == "buurt"]
-    km2 = dict(
-        zip(buurt["area_code"].astype(str), buurt["land_area_km2"].astype(float), strict=True)
-    )
+    prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri)
+    frame, oracle = prep.frame, prep.oracle
     metric = tracking.PRIMARY[task_name]
-    tags = {
-        "zicht.task": task_name,
-        "zicht.model": ",".join(models),
-        "zicht.kind": "bench",
-        "zicht.scale": scale,
-        "zicht.seed": seed,
-        "zicht.data_fingerprint": fingerprint,
-        "zicht.protocol": protocol.hash(),
-    }
+    tags = prep.tags(",".join(models), "bench")
     results = {}
     with tracking.run(task_name, run_name=f"bench-{task_name}", tags=tags):
         for name in models:
             progress(f"{task_name}: {name}")
-            ev = evaluate(
-                frame,
-                task,
-                features,
-                model_name=name,
-                protocol=protocol,
-                oracle=oracle,
-                anomalous=anomalous,
-                area_km2=km2,
-                random_state=int(seed or 0),
-                n_jobs=n_jobs,
-                max_train_rows=None if name == MAIN else BASELINE_MAX_ROWS,
-            )
+            ev = prep.evaluate(name, n_jobs=n_jobs)
             results[name] = ev
             with mlflow.start_run(run_name=f"bench-{name}", nested=True):
                 mlflow.set_tags({**tags, "zicht.model": name})
-                mlflow.log_metrics(
-                    {
-                        k: v
-                        for k, v in ev.metrics.items()
-                        if isinstance(v, float) and math.isfinite(v)
-                    }
-                )
+                mlflow.log_metrics(finite(ev.metrics))
+            if name == MAIN:  # the main model competes for champion as a full train run
+                with mlflow.start_run(run_name=f"{name}-train", nested=True):
+                    mlflow.set_tags(prep.tags(name, "train"))
+                    log_evaluation(prep, ev, name)
         any_ev = next(iter(results.values()))
         mask = any_ev.extra["train_mask"]
         y, groups = any_ev.extra["y"][mask].astype(np.float64), any_ev.extra["groups"][mask]
@@ -160,6 +127,7 @@ def bench_models(
             p = Path(tmp) / "leaderboard.md"
             p.write_text(md)
             mlflow.log_artifact(str(p), artifact_path="leaderboard")
+    tracking.choose_champion(task_name, fingerprint=prep.fingerprint, protocol=prep.protocol.hash())
     return board
 
 

@@ -416,7 +416,8 @@ def area_profiles(
                 }
             )
             shap_cols = pd.DataFrame(mean_shap, columns=[f"shap__{f}" for f in feats])
-            frame = pd.concat([frame, shap_cols], axis=1)
+            count_cols = pd.DataFrame(counts, columns=[f"count__{f}" for f in feats])
+            frame = pd.concat([frame, shap_cols, count_cols], axis=1)
             order = np.argsort(-mean_shap, axis=1, kind="stable")[:, :top]
             for k in range(top):
                 jk = order[:, k]

@@ -311,7 +311,7 @@ def roll_up_binary(
     cells = build_cells(grid, bases)
     relations = build_relations(grid, bases, breakdown=breakdown is not None)
     if driver_bases:
-        dcells, drel = _driver_cells(grid)
+        dcells, drel = _driver_cells(grid, driver_bases)
         cells = pd.concat([cells, dcells], ignore_index=True)
         relations = pd.concat([relations, drel], ignore_index=True)
     return Rollup(
@@ -362,58 +362,42 @@ def _attach_profiles(
     names = sorted(
         {str(v) for k in range(1, N_DRIVERS + 1) for v in merged[f"driver_{k}"].dropna()}
     )
+    counts = [f"count__{f}" for f in names]
+    _require(profiles, tuple(counts), "area driver profiles (DATA/explain/jonge_aanwas_profiles)")
+    full = profiles[["level", "area_code", "age_group", *counts]].rename(
+        columns={"age_group": "breakdown", **{c: f"driver_count:{c[7:]}" for c in counts}}
+    )
+    full = full.astype({"level": str, "area_code": str, "breakdown": str})
+    merged = merged.merge(full, on=keys, how="left")
     return merged, tuple(Basis(f"driver_count:{f}", "count", "n") for f in names)
 
 
-def _driver_cells(grid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cells of the driver-count bases (count; intent where the driver is an area's top 3).
+def _driver_cells(
+    grid: pd.DataFrame, bases: tuple[Basis, ...]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cells and relations of the driver-count bases.
 
-    Profiles give a count only where the feature is among an area's top 3 drivers, so a
-    hierarchy or breakdown relation is added only where every member's count is known.
+    The profiles carry every feature's indicator count for every area, so each driver basis
+    has a complete cell per area and group, and its hierarchy and breakdown relations are
+    complete. Only the counts of an area's own top drivers are meant for publication
+    (``intent``); the others stay unknown to an attacker, and the audit treats them so.
     """
-    frames = []
-    for k in range(1, N_DRIVERS + 1):
-        g = grid[grid[f"driver_{k}"].notna() & grid[f"driver_count_{k}"].notna()]
-        basis = "driver_count:" + g[f"driver_{k}"].astype(str)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "cell_id": (
-                        g["level"] + "|" + g["area_code"] + "|" + g["breakdown"] + "|" + basis
-                    ).to_numpy(),
-                    "level": g["level"].to_numpy(),
-                    "area_code": g["area_code"].to_numpy(),
-                    "breakdown": g["breakdown"].to_numpy(),
-                    "basis": basis.to_numpy(),
-                    "kind": "count",
-                    "n": g["n"].to_numpy(np.int64),
-                    "value": g[f"driver_count_{k}"].to_numpy(np.float64),
-                    "top1": np.nan,
-                    "top2": np.nan,
-                    "upper": g["n"].to_numpy(np.float64),
-                    "intent": True,
-                }
-            )
+    cells = build_cells(grid, bases)
+    top = {
+        (lvl, code, brk, str(name))
+        for k in range(1, N_DRIVERS + 1)
+        for lvl, code, brk, name in grid[["level", "area_code", "breakdown", f"driver_{k}"]]
+        .dropna()
+        .itertuples(index=False)
+    }
+    basis_feature = cells["basis"].str.slice(len("driver_count:"))
+    cells["intent"] = [
+        (lvl, code, brk, f) in top
+        for lvl, code, brk, f in zip(
+            cells["level"], cells["area_code"], cells["breakdown"], basis_feature, strict=True
         )
-    cells = pd.concat(frames, ignore_index=True)
-    # relations among known driver counts: reuse the generic builder on a per-basis grid
-    wide = cells.pivot_table(
-        index=["level", "area_code", "breakdown"], columns="basis", values="value", aggfunc="first"
-    )
-    g2 = grid[["level", "area_code", "breakdown", "n"] + _parent_cols(grid)].merge(
-        wide.reset_index(), on=["level", "area_code", "breakdown"], how="left"
-    )
-    bases = tuple(Basis(str(b), "count", "n") for b in wide.columns)
-    rel = build_relations(g2, bases, breakdown=True) if bases else _empty_relations()
-    members = rel.merge(cells[["cell_id"]], on="cell_id", how="left", indicator=True)
-    incomplete = members.loc[members["_merge"] != "both", "relation_id"].unique()
-    known = set(cells["cell_id"])
-    totals_known = rel.loc[rel["role"] == "total", "cell_id"].isin(known)
-    complete = set(rel.loc[rel["role"] == "total", "relation_id"][totals_known]) - set(incomplete)
-    # a relation needs its total and at least one part known, and nothing unknown
-    sizes = rel.groupby("relation_id").size()
-    complete = {r for r in complete if sizes.get(r, 0) > 1}
-    return cells, rel[rel["relation_id"].isin(complete)].reset_index(drop=True)
+    ]
+    return cells, build_relations(grid, bases, breakdown=True)
 
 
 def _parent_cols(grid: pd.DataFrame) -> list[str]:
