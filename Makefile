@@ -28,12 +28,8 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 setup: $(VENV)/.synced ## Install the locked environment into .venv (once)
 
-run: setup ## The main job: generate the world at SCALE (default region), validate it, build the feature tables
-	$(BIN)/zicht generate --scale $(SCALE) --seed $(SEED) --overwrite
-	$(BIN)/zicht world validate
-	$(BIN)/zicht features hennep
-	$(BIN)/zicht features jonge_aanwas
-	$(BIN)/zicht features branch_turnover
+run: setup ## The main job: world, features, benchmark, SHAP, predict, publish and reports for all tasks (SCALE=region)
+	$(BIN)/zicht run --scale $(SCALE) --seed $(SEED)
 
 test: setup ## Run the test suite (fails when a test fails or when no test ran)
 	$(BIN)/python -m pytest

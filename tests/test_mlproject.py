@@ -25,9 +25,18 @@ def _resolve(words: list[str]) -> click.Command:
 
 def test_entry_points_call_existing_commands() -> None:
     project = yaml.safe_load((ROOT / "MLproject").read_text())
-    assert {"main", "generate", "features", "train", "tune", "predict", "bench"} <= set(
-        project["entry_points"]
-    )
+    assert {
+        "main",
+        "generate",
+        "features",
+        "train",
+        "tune",
+        "predict",
+        "bench",
+        "explain",
+        "publish",
+        "report",
+    } <= set(project["entry_points"])
     for name, entry in project["entry_points"].items():
         for part in entry["command"].split("&&"):
             words = shlex.split(part.strip())
