@@ -139,6 +139,29 @@ Zones: ./data is the secure zone (microdata; analysts only), ./review the review
 """
 
 
+def explain_new_champion(task: str, zones: Zones) -> None:
+    """SHAP for the champion of *task* when it has none yet (explain runs when a champion is
+    set); a failure here is reported, not fatal: the training run itself succeeded."""
+    from experiments.explain import explain_run
+    from experiments.predict import PredictError, champion_run
+
+    try:
+        run = champion_run(task, zones.tracking_uri)
+        if run.data.tags.get("zicht.explained") == "true":
+            return
+        with stage_progress(3, f"explain champion {task}") as advance:
+            result = explain_run(
+                task,
+                data_dir=zones.data_dir,
+                tracking_uri=zones.tracking_uri,
+                progress=advance,
+            )
+    except PredictError as exc:
+        err_console.print(f"champion of {task} not explained: {exc}")
+        return
+    click.echo(f"champion {result.run_id} explained; profiles in {result.profiles_path}")
+
+
 @click.group(
     help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
 )
@@ -363,6 +386,7 @@ def train(task: str, model_name: str, config_path: Path | None, folds: int, zone
     }
     click.echo(f"run {result.run_id} ({task}, {model_name}): {shown}")
     click.echo(f"champion: run {result.champion_run_id}")
+    explain_new_champion(task, zones)
 
 
 @cli.command(short_help="Champion predictions for the publication year (secure zone).")
@@ -544,6 +568,7 @@ def tune(
         f"tune run {result.run_id}: {primary} {result.metrics.get(primary, float('nan')):.4f}; "
         f"champion: run {result.champion_run_id}"
     )
+    explain_new_champion(task, zones)
 
 
 class PublishRefusedExit(BadInput):
@@ -679,6 +704,76 @@ def bench_models_cmd(tasks: tuple[str, ...], model_list: str, n_boot: int, zones
             raise BadInput(str(exc)) from None
         click.echo(f"\n## {task}\n")
         click.echo(leaderboard_markdown(board, PRIMARY[task], get_task(task).kind))
+        explain_new_champion(task, zones)
+
+
+@bench.command("sdc")
+@click.option(
+    "--units",
+    type=click.IntRange(1_000),
+    default=1_000_000,
+    show_default=True,
+    help="Synthetic units (establishments) in the table.",
+)
+@click.option(
+    "--gemeenten",
+    type=click.IntRange(1),
+    default=120,
+    show_default=True,
+    help="Gemeenten (wijken and buurten follow from the seed).",
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the units.")
+@click.option(
+    "--anchors/--no-anchors",
+    default=None,
+    help="Also run tau-ARGUS (MOD) and ACRO. Default: when their environment .bench-venv/ "
+    "exists or can be created (uv, from benchmarks/sdc-anchors.txt).",
+)
+@click.option(
+    "--rerun-anchors",
+    is_flag=True,
+    help="Run the anchors again instead of reusing .bench-venv/cache/ for the same units.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("benchmarks/results"),
+    show_default=True,
+    help="Where sdc.csv and sdc.md go.",
+)
+def bench_sdc_cmd(
+    units: int,
+    gemeenten: int,
+    seed: int,
+    anchors: bool | None,
+    rerun_anchors: bool,
+    out_dir: Path,
+) -> None:
+    """Our disclosure core against tau-ARGUS (MOD) and ACRO on one synthetic table: secondary
+    suppressions, protection, audit and primary-check times, ACRO agreement. Prints the ratio
+    table (ours / theirs) and writes OUT/sdc.csv and OUT/sdc.md.
+    """
+    from disclosure.bench import anchors_venv, run_sdc_bench
+
+    python = None
+    if anchors is not False:
+        python = anchors_venv()
+        if python is None and anchors:
+            raise BadInput(
+                "--anchors: cannot create .bench-venv/ from benchmarks/sdc-anchors.txt (see the "
+                "message above). Fix: check that PyPI is reachable, or pass --no-anchors"
+            )
+    table = run_sdc_bench(
+        n_units=units,
+        n_gemeenten=gemeenten,
+        random_state=seed,
+        anchors_python=python,
+        out_dir=out_dir,
+        rerun_anchors=rerun_anchors,
+    )
+    click.echo(table.to_string(index=False))
+    click.echo(f"written: {out_dir / 'sdc.csv'}, {out_dir / 'sdc.md'}")
 
 
 @bench.command("shap")
