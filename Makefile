@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format bench clean
+.PHONY: help setup browser run test lint format bench clean
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,7 +31,12 @@ setup: $(VENV)/.synced ## Install the locked environment into .venv (once)
 run: setup ## The main job: world, features, benchmark, SHAP, predict, publish and reports for all tasks (SCALE=region)
 	$(BIN)/zicht run --scale $(SCALE) --seed $(SEED)
 
-test: setup ## Run the test suite (fails when a test fails or when no test ran)
+browser: ## Install Debian's Chromium for the report's browser test (when it is missing)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+test: setup browser ## Run the test suite (fails when a test fails or when no test ran)
 	$(BIN)/python -m pytest
 
 lint: setup ## ruff (lint + format check) and mypy
