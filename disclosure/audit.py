@@ -140,9 +140,20 @@ def components(linked: Linked, unknown: np.ndarray) -> Components:
 
 
 def intervals(
-    linked: Linked, unknown: np.ndarray, targets: Iterable[int]
+    linked: Linked,
+    unknown: np.ndarray,
+    targets: Iterable[int],
+    *,
+    need: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The attacker's (lower, upper) for each target cell index (each must be unknown)."""
+    """The attacker's (lower, upper) for each target cell index (each must be unknown).
+
+    With *need* = (req_lower, req_upper) per target, a side is not optimised when a feasible
+    point already reaches it (the true values, or an optimum found for another cell of the
+    component): that side's bound is then the witnessed value, which lies inside the exact
+    interval and already meets the requirement. Enough to decide :func:`protection_ok`; the
+    numbers are exact only for sides that fall short. Without *need* every bound is exact.
+    """
     targets = np.asarray(list(targets), dtype=np.int64)
     lower = np.zeros(len(targets))
     upper = np.zeros(len(targets))
@@ -151,42 +162,221 @@ def intervals(
     if not unknown[targets].all():
         raise ValueError("intervals: every target must be an unknown (suppressed) cell")
     comp = components(linked, unknown)
-    csc = linked.matrix.tocsc()
     known_value = np.where(unknown, 0.0, linked.value)
     rhs_all = -(linked.matrix @ known_value)
+    # all unknown columns once, sorted by component: each component is a contiguous block
+    u_idx = np.flatnonzero(unknown)
+    lab_u = comp.label[u_idx]
+    by_comp = np.argsort(lab_u, kind="stable")
+    cols_sorted, lab_sorted = u_idx[by_comp], lab_u[by_comp]
+    sub = linked.matrix.tocsc()[:, cols_sorted].tocsc()
+    sub.sort_indices()
     tlab = comp.label[targets]
+    if _highs is not None and need is not None:  # protect(): only pass/fail needed
+        return _solve_batched(linked, sub, cols_sorted, lab_sorted, rhs_all, targets, tlab, need)
+    # exact bounds (audit): one small model per component is faster than the joint one
     order = np.argsort(tlab, kind="stable")
     bounds = np.flatnonzero(np.diff(tlab[order])) + 1
-    members_by_label = pd.Series(np.flatnonzero(unknown)).groupby(comp.label[unknown]).indices
-    unknown_idx = np.flatnonzero(unknown)
     for group in np.split(order, bounds):
-        cols = unknown_idx[members_by_label[tlab[group[0]]]]
-        block = csc[:, cols]
-        rows = np.unique(block.indices)
-        block = block[rows, :].tocsc()
-        lo, hi = _solve_component(
-            block, rhs_all[rows], linked.upper[cols], np.searchsorted(cols, targets[group])
-        )
+        a = int(np.searchsorted(lab_sorted, tlab[group[0]], side="left"))
+        b = int(np.searchsorted(lab_sorted, tlab[group[0]], side="right"))
+        cols = cols_sorted[a:b]
+        p0, p1 = sub.indptr[a], sub.indptr[b]
+        rows, local = np.unique(sub.indices[p0:p1], return_inverse=True)
+        block = (sub.indptr[a : b + 1] - p0, local.astype(np.int32), sub.data[p0:p1])
+        where = np.searchsorted(cols, targets[group])
+        lo, hi = _solve_component(block, len(rows), rhs_all[rows], linked.upper[cols], where)
         lower[group], upper[group] = lo, hi
     return lower, upper
 
 
-def _solve_component(
-    a: sp.csc_matrix, rhs: np.ndarray, ub: np.ndarray, where: np.ndarray
+def _solve_batched(
+    linked: Linked,
+    sub: sp.csc_matrix,
+    cols_sorted: np.ndarray,
+    lab_sorted: np.ndarray,
+    rhs_all: np.ndarray,
+    targets: np.ndarray,
+    tlab: np.ndarray,
+    need: tuple[np.ndarray, np.ndarray] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """min and max of each variable in *where* over {a x = rhs, 0 <= x <= ub}."""
-    n_rows, n_cols = a.shape
-    if n_rows == 0:
-        return np.zeros(len(where)), ub[where].astype(float)
-    if _highs is None:  # pragma: no cover
-        return _solve_linprog(a, rhs, ub, where)
+    """All components that hold a target in one block-diagonal HiGHS model.
+
+    Components share no row, so minimising the sum of one target per component minimises
+    each of them: one solve answers a target in every component at once, and the model is
+    re-solved with warm starts, changing only the objective. A side whose witnessed extreme
+    (true values, or any optimum found so far) already reaches *need* is not optimised.
+    When the joint maximum is unbounded, the picked targets are maximised one by one.
+    """
+    keep = np.isin(lab_sorted, tlab)
+    cols, clab = cols_sorted[keep], lab_sorted[keep]
+    a = sub[:, np.flatnonzero(keep)].tocsc()
+    rows, local = np.unique(a.indices, return_inverse=True)
+    pos = np.full(len(linked.value), -1, dtype=np.int64)
+    pos[cols] = np.arange(len(cols))
+    tcol = pos[targets]
+    ub = linked.upper[cols]
+    lower = np.zeros(len(targets))
+    upper = np.zeros(len(targets))
+    free = np.diff(a.indptr)[tcol] == 0  # in no relation: only its own bounds
+    upper[free] = ub[tcol[free]]
+    seen_lo = linked.value[cols].astype(float)
+    seen_hi = seen_lo.copy()
+    reach = None
+    if need is not None:
+        v = linked.value[targets]
+        reach = (v - need[0], v + need[1])
+    n_rows, n_cols = len(rows), len(cols)
     lp = _highs.HighsLp()
     lp.num_col_, lp.num_row_ = n_cols, n_rows
     lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n_cols, n_rows
     lp.a_matrix_.format_ = _highs.MatrixFormat.kColwise
     lp.a_matrix_.start_ = a.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = a.indices.astype(np.int32)
+    lp.a_matrix_.index_ = local.astype(np.int32)
     lp.a_matrix_.value_ = a.data.astype(float)
+    lp.col_cost_ = np.zeros(n_cols)
+    lp.col_lower_ = np.zeros(n_cols)
+    lp.col_upper_ = np.where(np.isfinite(ub), ub, _highs.kHighsInf)
+    lp.row_lower_ = rhs_all[rows].astype(float)
+    lp.row_upper_ = rhs_all[rows].astype(float)
+    solver = _highs._Highs()
+    solver.setOptionValue("output_flag", False)
+    solver.passModel(lp)
+    optimal = _highs.HighsModelStatus.kOptimal
+    unbounded = (
+        _highs.HighsModelStatus.kUnbounded,
+        _highs.HighsModelStatus.kUnboundedOrInfeasible,
+    )
+
+    def solve(picked_cols: np.ndarray, sign: float) -> np.ndarray | None:
+        for j in picked_cols:
+            solver.changeColCost(int(j), sign)
+        solver.run()
+        status = solver.getModelStatus()
+        for j in picked_cols:
+            solver.changeColCost(int(j), 0.0)
+        if status == optimal:
+            x = np.clip(np.asarray(solver.getSolution().col_value), 0.0, ub)
+            np.minimum(seen_lo, x, out=seen_lo)
+            np.maximum(seen_hi, x, out=seen_hi)
+            return x
+        if status in unbounded and sign < 0:
+            return None
+        raise RuntimeError(f"audit LP: {solver.modelStatusToString(status)}")  # pragma: no cover
+
+    for side, sign, out in ((0, 1.0, lower), (1, -1.0, upper)):
+        pending = np.flatnonzero(~free)
+        while len(pending):
+            if reach is not None:
+                seen = (seen_lo if side == 0 else seen_hi)[tcol[pending]]
+                done = seen <= reach[0][pending] if side == 0 else seen >= reach[1][pending]
+                out[pending[done]] = seen[done]
+                pending = pending[~done]
+                if not len(pending):
+                    break
+            comps, first = np.unique(tlab[pending], return_index=True)
+            if len(comps) < TAIL:  # few components left: small models beat the joint one
+                _tail(
+                    a,
+                    local,
+                    clab,
+                    rhs_all[rows],
+                    ub,
+                    tcol,
+                    tlab,
+                    pending,
+                    side,
+                    out,
+                    (seen_lo, seen_hi),
+                    reach,
+                )
+                break
+            picked = pending[first]
+            pending = np.delete(pending, first)
+            x = solve(tcol[picked], sign)
+            if x is not None:
+                out[picked] = x[tcol[picked]]
+                continue
+            for t in picked:  # some maximum is unbounded: find which, one at a time
+                x = solve(tcol[t : t + 1], sign)
+                out[t] = np.inf if x is None else x[tcol[t]]
+    return lower, upper
+
+
+TAIL = 16
+
+
+def _tail(
+    a: sp.csc_matrix,
+    local: np.ndarray,
+    clab: np.ndarray,
+    rhs: np.ndarray,
+    ub: np.ndarray,
+    tcol: np.ndarray,
+    tlab: np.ndarray,
+    pending: np.ndarray,
+    side: int,
+    out: np.ndarray,
+    seen: tuple[np.ndarray, np.ndarray],
+    reach: tuple[np.ndarray, np.ndarray] | None,
+) -> None:
+    """Exact *side* bounds of the *pending* targets, one small model per component.
+
+    Columns are sorted by component (*clab*), so each block is a slice of column pointers.
+    """
+    for lab in np.unique(tlab[pending]):
+        mine = pending[tlab[pending] == lab]
+        lo_c = int(np.searchsorted(clab, lab, side="left"))
+        hi_c = int(np.searchsorted(clab, lab, side="right"))
+        p0, p1 = a.indptr[lo_c], a.indptr[hi_c]
+        rows, sub_local = np.unique(local[p0:p1], return_inverse=True)
+        block = (a.indptr[lo_c : hi_c + 1] - p0, sub_local.astype(np.int32), a.data[p0:p1])
+        where = tcol[mine] - lo_c
+        lo, hi = _solve_component(
+            block,
+            len(rows),
+            rhs[rows],
+            ub[lo_c:hi_c],
+            where,
+            seen=(seen[0][lo_c:hi_c], seen[1][lo_c:hi_c]),  # views: updated in place
+            reach=None if reach is None else (reach[0][mine], reach[1][mine]),
+            sides=((0, 1.0),) if side == 0 else ((1, -1.0),),
+        )
+        out[mine] = lo if side == 0 else hi
+
+
+def _solve_component(
+    a: tuple[np.ndarray, np.ndarray, np.ndarray],
+    n_rows: int,
+    rhs: np.ndarray,
+    ub: np.ndarray,
+    where: np.ndarray,
+    *,
+    seen: tuple[np.ndarray, np.ndarray] | None = None,
+    reach: tuple[np.ndarray, np.ndarray] | None = None,
+    sides: tuple[tuple[int, float], ...] = ((0, 1.0), (1, -1.0)),
+) -> tuple[np.ndarray, np.ndarray]:
+    """min and max of each variable in *where* over {a x = rhs, 0 <= x <= ub}.
+
+    *a* is column-wise (indptr, indices, data). With *reach* = (low, high) per target and
+    *seen* = the least and greatest value of each variable over known feasible points, a
+    side whose witnessed extreme already reaches low (resp. high) is not optimised and
+    returns the witnessed value. Only *sides* are optimised (0: min, 1: max); others stay 0.
+    """
+    indptr, indices, data = a
+    n_cols = len(indptr) - 1
+    if n_rows == 0:
+        return np.zeros(len(where)), ub[where].astype(float)
+    if _highs is None:  # pragma: no cover
+        mat = sp.csc_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+        return _solve_linprog(mat, rhs, ub, where)
+    lp = _highs.HighsLp()
+    lp.num_col_, lp.num_row_ = n_cols, n_rows
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n_cols, n_rows
+    lp.a_matrix_.format_ = _highs.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = indptr.astype(np.int32)
+    lp.a_matrix_.index_ = indices.astype(np.int32)
+    lp.a_matrix_.value_ = data.astype(float)
     lp.col_cost_ = np.zeros(n_cols)
     lp.col_lower_ = np.zeros(n_cols)
     lp.col_upper_ = np.where(np.isfinite(ub), ub, _highs.kHighsInf)
@@ -200,18 +390,29 @@ def _solve_component(
         _highs.HighsModelStatus.kUnbounded,
         _highs.HighsModelStatus.kUnboundedOrInfeasible,
     )
+    seen_lo, seen_hi = seen if seen is not None else (np.zeros(n_cols), np.zeros(n_cols))
     for i, j in enumerate(where):
-        for side, sign in ((0, 1.0), (1, -1.0)):
-            solver.changeColCost(int(j), sign)
+        j = int(j)
+        for side, sign in sides:
+            if reach is not None and (
+                seen_lo[j] <= reach[0][i] if side == 0 else seen_hi[j] >= reach[1][i]
+            ):
+                out[side, i] = seen_lo[j] if side == 0 else seen_hi[j]
+                continue
+            solver.changeColCost(j, sign)
             solver.run()
             status = solver.getModelStatus()
             if status == _highs.HighsModelStatus.kOptimal:
                 out[side, i] = sign * solver.getInfo().objective_function_value
+                if reach is not None:
+                    x = np.clip(np.asarray(solver.getSolution().col_value), 0.0, ub)
+                    np.minimum(seen_lo, x, out=seen_lo)
+                    np.maximum(seen_hi, x, out=seen_hi)
             elif status in unbounded and side == 1:
                 out[side, i] = np.inf
             else:  # pragma: no cover - the true values are always feasible
                 raise RuntimeError(f"audit LP: {solver.modelStatusToString(status)}")
-        solver.changeColCost(int(j), 0.0)
+            solver.changeColCost(j, 0.0)
     return out[0], out[1]
 
 

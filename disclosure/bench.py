@@ -5,12 +5,21 @@ gemeente > wijk > buurt, crossed with a 5-band breakdown, rolled up to ~40k cell
 in-process; the anchors run in their own Python (``anchors_python``: a virtual environment
 with ``acro==1.0.2`` and ``pytauargus==0.6.0``, which need pandas <= 2.3.3 and so cannot share
 the project's lock), one subprocess per job, in a temporary directory.
+
+:func:`anchors_venv` creates that environment on first use in ``.bench-venv/`` (gitignored)
+from ``benchmarks/sdc-anchors.txt``, with uv (``.tools/bin/uv``, else ``uv`` on the PATH,
+else ``python -m venv`` and pip). Anchor results are cached in ``.bench-venv/cache/`` per
+table size, seed and anchor code, because tau-ARGUS's audit alone takes minutes at 1M units.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +33,54 @@ from disclosure.settings import RuleSettings
 from disclosure.suppress import protect
 
 BANDS = ("A", "B", "C", "D", "E")
-ANCHOR_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sdc_anchor.py"
+ROOT = Path(__file__).resolve().parents[1]
+ANCHOR_SCRIPT = ROOT / "benchmarks" / "sdc_anchor.py"
+ANCHOR_REQUIREMENTS = ROOT / "benchmarks" / "sdc-anchors.txt"
+ANCHOR_VENV = ROOT / ".bench-venv"
+
+
+def anchors_venv(venv: Path = ANCHOR_VENV, *, create: bool = True) -> str | None:
+    """The anchors' Python, creating *venv* from ``benchmarks/sdc-anchors.txt`` if needed.
+
+    Returns None when the environment is missing and *create* is False, or when it cannot
+    be created (no registry reachable, no Python 3.11); the reason goes to stderr.
+    """
+    python = venv / "bin" / "python"
+    stamp = venv / ".requirements"
+    wanted = ANCHOR_REQUIREMENTS.read_text(encoding="utf-8")
+    if python.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
+        return str(python)
+    if not create:
+        return None
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    uv = ROOT / ".tools" / "bin" / "uv"
+    uv_cmd = str(uv) if uv.exists() else shutil.which("uv")
+    if uv_cmd:
+        steps = [
+            [uv_cmd, "venv", "--quiet", "--allow-existing", "--python", sys.executable, str(venv)],
+            [
+                uv_cmd,
+                "pip",
+                "install",
+                "--quiet",
+                "--python",
+                str(python),
+                "-r",
+                str(ANCHOR_REQUIREMENTS),
+            ],
+        ]
+    else:
+        steps = [
+            [sys.executable, "-m", "venv", str(venv)],
+            [str(python), "-m", "pip", "install", "--quiet", "-r", str(ANCHOR_REQUIREMENTS)],
+        ]
+    for step in steps:
+        done = subprocess.run(step, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"sdc bench: cannot create {venv}: {done.stderr.strip()[-500:]}", file=sys.stderr)
+            return None
+    stamp.write_text(wanted, encoding="utf-8")
+    return str(python)
 
 
 def synthetic_units(
@@ -111,6 +167,41 @@ def cell_table(units: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return cells[list(CELL_COLUMNS)], pd.concat(rel, ignore_index=True)
 
 
+def _anchor_key(units: pd.DataFrame) -> str:
+    """Size, a fingerprint of the units and of the anchor code and versions."""
+    code = hashlib.sha256(pd.util.hash_pandas_object(units, index=False).to_numpy().tobytes())
+    for path in (ANCHOR_SCRIPT, ANCHOR_REQUIREMENTS):
+        code.update(path.read_bytes())
+    return f"{len(units)}-{code.hexdigest()[:16]}"
+
+
+def anchor_results(
+    units: pd.DataFrame,
+    python: str,
+    *,
+    key: str,
+    cache_dir: Path | None = ANCHOR_VENV / "cache",
+    rerun: bool = False,
+) -> tuple[dict, dict]:
+    """tau-ARGUS's and ACRO's results on *units*, from *cache_dir* unless *rerun*."""
+    cached = {job: cache_dir / f"{job}-{key}.json" for job in ("tau", "acro")} if cache_dir else {}
+    if cached and not rerun and all(p.exists() for p in cached.values()):
+        tau, acro = (json.loads(cached[j].read_text(encoding="utf-8")) for j in ("tau", "acro"))
+        return tau, acro
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        units_csv = work / "units.csv"
+        units.to_csv(units_csv, index=False)
+        tau = _anchor(python, "tau", units_csv, work)
+        acro = _anchor(python, "acro", units_csv, work)
+    for job, result in (("tau", tau), ("acro", acro)):
+        if cached:
+            cached[job].parent.mkdir(parents=True, exist_ok=True)
+            result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            cached[job].write_text(json.dumps(result), encoding="utf-8")
+    return tau, acro
+
+
 def _anchor(python: str, job: str, units_csv: Path, work: Path) -> dict:
     out = work / f"{job}.json"
     subprocess.run(
@@ -149,8 +240,13 @@ def run_sdc_bench(
     random_state: int = 7,
     anchors_python: str | None = None,
     out_dir: Path | None = None,
+    anchors_cache: Path | None = ANCHOR_VENV / "cache",
+    rerun_anchors: bool = False,
 ) -> pd.DataFrame:
     """Run ours (and the anchors, if *anchors_python* is given) and return the ratio table.
+
+    The anchors' results are reused from *anchors_cache* for the same size, seed and anchor
+    code unless *rerun_anchors* (None: never cache).
 
     Returns
     -------
@@ -181,12 +277,13 @@ def run_sdc_bench(
         ("audit seconds", audit_s, None, 0.05),
     ]
     if anchors_python:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            units_csv = work / "units.csv"
-            units.to_csv(units_csv, index=False)
-            tau = _anchor(anchors_python, "tau", units_csv, work)
-            acro = _anchor(anchors_python, "acro", units_csv, work)
+        tau, acro = anchor_results(
+            units,
+            anchors_python,
+            key=_anchor_key(units),
+            cache_dir=anchors_cache,
+            rerun=rerun_anchors,
+        )
         agree = _acro_agreement(cells, prim["unsafe"], acro["cells"])
         tau_secondary = int(tau["status"].get("M", 0))
         theirs = {
@@ -217,7 +314,20 @@ def run_sdc_bench(
     table = table[["metric", "ours", "theirs", "ratio", "target"]]
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in (("sdc.csv", table.to_csv(index=False)), ("sdc.md", _markdown(table))):
+        notes = [
+            f"{n_units:,} units, {n_gemeenten} gemeenten, seed {random_state}; ours measured "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S')}. ratio = ours / theirs; target = the "
+            "ratio (or count) to stay at or under.",
+            "theirs: secondary suppressions, protection and audit seconds from tau-ARGUS "
+            "(pytauargus, FREQ(10,15)|NK(1,50), MOD); primary seconds from ACRO.",
+        ]
+        if anchors_python:
+            notes.append(
+                f"anchors measured {tau.get('measured_at', 'in this run')} "
+                f"(tau-ARGUS) and {acro.get('measured_at', 'in this run')} (ACRO)."
+            )
+        md = _markdown(table) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+        for name, text in (("sdc.csv", table.to_csv(index=False)), ("sdc.md", md)):
             tmp_path = out_dir / f".{name}.tmp"
             tmp_path.write_text(text, encoding="utf-8")
             tmp_path.replace(out_dir / name)

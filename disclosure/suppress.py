@@ -202,7 +202,7 @@ def protect(
                 "max_rounds or publish a coarser table"
             )
         rounds += 1
-        lo, hi = intervals(linked, state.unknown, failing)
+        lo, hi = intervals(linked, state.unknown, failing, need=(req_lo[failing], req_up[failing]))
         value = linked.value[failing]
         ok = protection_ok(value, lo, hi, req_lo[failing], req_up[failing])
         failing, lo, hi, value = failing[~ok], lo[~ok], hi[~ok], value[~ok]

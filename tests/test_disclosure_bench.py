@@ -25,3 +25,18 @@ def test_bench_without_anchors_reports_a_clean_audit(tmp_path):
     assert got["primary unsafe cells"] > 0 and got["secondary suppressions"] > 0
     assert pd.read_csv(tmp_path / "sdc.csv")["metric"].tolist() == table["metric"].tolist()
     assert (tmp_path / "sdc.md").read_text().startswith("| metric |")
+
+
+def test_zicht_bench_sdc_without_anchors(tmp_path):
+    from click.testing import CliRunner
+
+    from experiments.cli import cli
+
+    out = tmp_path / "res"
+    args = ["bench", "sdc", "--units", "20000", "--gemeenten", "4", "--seed", "3"]
+    result = CliRunner().invoke(cli, [*args, "--no-anchors", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "secondary suppressions" in result.output
+    table = pd.read_csv(out / "sdc.csv").set_index("metric")
+    assert table.loc["cells under protection (own audit)", "ours"] == 0
+    assert table["theirs"].isna().all()
