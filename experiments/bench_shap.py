@@ -97,7 +97,7 @@ def bench_shap(
     progress: Callable[[str], None] = lambda _m: None,
 ) -> pd.DataFrame:
     """Measure one task; returns a table ``metric, value, note``."""
-    settings = settings or ExplainSettings()
+    settings = settings or ExplainSettings(max_per_area=200)
     cfg = load_config(default_config_path(task))
     prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri)
     frame, feats, spec = prep.frame, prep.features, prep.task

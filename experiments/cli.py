@@ -423,18 +423,24 @@ def predict(task: str, zones: Zones) -> None:
 @click.option(
     "--max-per-area",
     type=click.IntRange(10, 10_000_000),
-    default=200,
-    show_default=True,
-    help="Units per buurt explained for the area profiles (weighted; prevalences use all).",
+    default=None,
+    help="Units per buurt explained for the area profiles (weighted; prevalences count "
+    "every unit). Default: every unit, up to --profile-budget units in all.",
 )
-@click.option("--exact-profiles", is_flag=True, help="Explain every unit for the profiles.")
+@click.option(
+    "--profile-budget",
+    type=click.IntRange(1_000, 100_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Most units explained for the profiles; beyond it, the largest per-buurt cap that fits.",
+)
 @common_options
 def explain(
     task: str,
     run_id: str | None,
     sample: int,
-    max_per_area: int,
-    exact_profiles: bool,
+    max_per_area: int | None,
+    profile_budget: int,
     zones: Zones,
 ) -> None:
     """SHAP on the raw model output (log-odds for classifiers) for RUN (default: the champion
@@ -447,7 +453,7 @@ def explain(
     from experiments.tracking import TrackingError
 
     settings = ExplainSettings(
-        global_sample=sample, max_per_area=None if exact_profiles else max_per_area
+        global_sample=sample, max_per_area=max_per_area, profile_budget=profile_budget
     )
     try:
         with stage_progress(3, f"explain {task}") as advance:

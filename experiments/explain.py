@@ -9,9 +9,11 @@
 * **Area driver profiles** (secure zone): ``DATA/explain/<task>_profiles.parquet`` — per
   buurt, wijk, gemeente, RIEC region and the Netherlands (and age group for
   ``jonge_aanwas``) the mean SHAP per feature, the top 3 drivers and their prevalence
-  against the national value. SHAP runs on a seeded sample of at most ``max_per_area``
-  units per buurt, weighted so that area totals add up exactly; prevalences count every
-  unit. They leave the secure zone only through disclosure control.
+  against the national value. SHAP is exact for every unit up to ``profile_budget``
+  units; beyond that (national scale) it runs on a seeded sample of at most
+  ``max_per_area`` units per buurt, the largest cap within the budget, weighted so that
+  area totals add up exactly; prevalences always count every unit. They leave the secure
+  zone only through disclosure control.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class ExplainSettings:
     """How much to explain; every number is a named setting, logged with the result."""
 
     global_sample: int = 20_000  # units for the global views
-    max_per_area: int | None = 200  # units per buurt for the profiles (None: every unit)
+    # units per buurt for the profiles; None: every unit, up to profile_budget units in all
+    max_per_area: int | None = None
+    profile_budget: int = 1_000_000
     top_dependence: int = 4  # dependence plots for the most important features
     min_count: int = 10
     random_state: int = 0
@@ -91,9 +95,12 @@ def profiles(
     strata = areas[within].to_numpy()
     if task == "jonge_aanwas":  # weights must restore every buurt x age group
         strata = strata + "|" + areas["age_group"].to_numpy()
+    cap = settings.max_per_area
+    if cap is None and len(strata) > settings.profile_budget:
+        cap = E.cap_for_budget(strata, settings.profile_budget)
     rows, weight = E.sample_per_area(
         strata,
-        max_per_area=settings.max_per_area,
+        max_per_area=cap,
         random_state=settings.random_state,
     )
     t0 = time.perf_counter()

@@ -334,6 +334,19 @@ def sample_per_area(
     return rows, (counts / m)[inv[rows]]
 
 
+def cap_for_budget(areas: np.ndarray, budget: int) -> int:
+    """The largest per-area cap whose sample, Σ min(n_area, cap), stays within *budget*."""
+    counts = np.sort(np.unique(areas, return_counts=True)[1])
+    lo, hi = 1, int(counts.max())
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if np.minimum(counts, mid).sum() <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def stratified_sample(strata: np.ndarray, size: int, *, random_state: int = 0) -> np.ndarray:
     """Row positions of a seeded sample of about *size* rows, proportional within strata."""
     n = len(strata)

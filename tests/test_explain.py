@@ -153,6 +153,21 @@ def test_area_profiles_add_up_to_the_national_total(
             E.area_profiles(sv, weight, codes.iloc[rows], ind, codes, group="age_group")
 
 
+@given(
+    sizes=st.lists(st.integers(1, 400), min_size=1, max_size=40),
+    budget=st.integers(1, 5_000),
+)
+def test_cap_for_budget_is_the_largest_cap_that_fits(sizes: list[int], budget: int) -> None:
+    areas = np.repeat(np.arange(len(sizes)), sizes)
+    cap = E.cap_for_budget(areas, budget)
+    counts = np.asarray(sizes)
+    if np.minimum(counts, 1).sum() <= budget:
+        assert np.minimum(counts, cap).sum() <= budget
+        assert cap >= counts.max() or np.minimum(counts, cap + 1).sum() > budget
+    else:
+        assert cap == 1  # even one unit per area exceeds the budget: one each
+
+
 def test_plots_take_binned_frames_only() -> None:
     rng = np.random.default_rng(0)
     sv = E.ShapValues(
