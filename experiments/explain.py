@@ -61,8 +61,9 @@ class ExplainResult:
     seconds: float
 
 
-def _areas(task: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Area columns of the units, and the column that the per-area sample is drawn within."""
+def _areas(task: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Area columns of the units, and the strata a per-area sample is drawn within: the
+    smallest area (and age group), so that the weights restore the units of every area."""
     if task == "branch_turnover":
         code = frame["area_code"].astype(str)
         wijk = (frame["level"].astype(str) == "wijk").to_numpy()
@@ -75,11 +76,16 @@ def _areas(task: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                 "cell_level": np.where(wijk, "wijk", "gemeente"),
             }
         )
-        return areas, "gemeente_code"
+        # wijk cells restore their wijk, gemeente cells their gemeente
+        return areas, np.where(wijk, "wk|" + code.to_numpy(), "gm|" + gm).astype(str)
     cols = ["buurt_code", "wijk_code", "gemeente_code", "riec_code"]
     if task == "jonge_aanwas":
         cols.append("age_group")
-    return frame[cols].astype(str).reset_index(drop=True), "buurt_code"
+    areas = frame[cols].astype(str).reset_index(drop=True)
+    strata = areas["buurt_code"].to_numpy()
+    if task == "jonge_aanwas":
+        strata = strata + "|" + areas["age_group"].to_numpy()
+    return areas, strata
 
 
 def profiles(
@@ -90,11 +96,8 @@ def profiles(
     settings: ExplainSettings,
 ) -> tuple[pd.DataFrame, int, float]:
     """Area driver profiles of the units in *frame*; (profiles, rows explained, seconds)."""
-    areas, within = _areas(task, frame)
+    areas, strata = _areas(task, frame)
     X = frame[features].to_numpy(np.float32)
-    strata = areas[within].to_numpy()
-    if task == "jonge_aanwas":  # weights must restore every buurt x age group
-        strata = strata + "|" + areas["age_group"].to_numpy()
     cap = settings.max_per_area
     if cap is None and len(strata) > settings.profile_budget:
         cap = E.cap_for_budget(strata, settings.profile_budget)

@@ -168,6 +168,31 @@ def test_cap_for_budget_is_the_largest_cap_that_fits(sizes: list[int], budget: i
         assert cap == 1  # even one unit per area exceeds the budget: one each
 
 
+@pytest.mark.parametrize("task", ["branch_turnover", "jonge_aanwas"])
+def test_sampled_profiles_restore_every_area(task: str, tiny_features: Path) -> None:
+    """A per-area sample (as at national scale) keeps every level's totals exact."""
+    from experiments.explain import ExplainSettings, profiles
+
+    model, _, feats, frame = _fit(task, "lightgbm", tiny_features)
+    last = frame[frame["year"] == frame["year"].max()].reset_index(drop=True)
+    exact, n_exact, _ = profiles(task, model, last, feats, ExplainSettings())
+    sampled, n_rows, _ = profiles(task, model, last, feats, ExplainSettings(max_per_area=3))
+    assert n_rows < n_exact == len(last)
+    keys = [c for c in ("level", "area_code", "age_group") if c in exact.columns]
+    both = exact.merge(sampled, on=keys, suffixes=("", "_s"))
+    assert len(both) == len(exact) and (both["n"] == both["n_s"]).all()
+    f = f"shap__{feats[0]}"
+    for part in (sampled, exact):
+        nl = part[part["level"] == "nederland"]
+        for level in set(part["level"]) - {"nederland", "wijk"}:
+            lv = part[part["level"] == level]
+            if "age_group" in part.columns:
+                lv, nlg = lv[lv["age_group"] == "total"], nl[nl["age_group"] == "total"]
+            else:
+                nlg = nl
+            assert np.isclose((lv[f] * lv["n"]).sum(), (nlg[f] * nlg["n"]).sum())
+
+
 def test_plots_take_binned_frames_only() -> None:
     rng = np.random.default_rng(0)
     sv = E.ShapValues(
