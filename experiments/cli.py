@@ -865,8 +865,9 @@ def bench_shap_cmd(
     show_default=True,
     help="Models of the benchmark (LightGBM must be one: it becomes the champion).",
 )
+@click.option("--fresh", is_flag=True, help="Rerun every stage (e.g. after editing the code).")
 @common_options
-def run_cmd(scale: str, seed: int, model_list: str, zones: Zones) -> None:
+def run_cmd(scale: str, seed: int, model_list: str, fresh: bool, zones: Zones) -> None:
     """Generate the world, build the features, benchmark LightGBM against the baselines
     (its run becomes the champion), explain the champion with SHAP, predict the publication
     year, publish through disclosure control and write the reviewer reports, for all three
@@ -891,7 +892,7 @@ def run_cmd(scale: str, seed: int, model_list: str, zones: Zones) -> None:
     try:
         with stage_progress(2 + 4 * len(TASKS), f"zicht run ({scale}, seed {seed})") as advance:
             log = run_all(
-                RunSettings(scale=scale, seed=seed, models=models),
+                RunSettings(scale=scale, seed=seed, models=models, fresh=fresh),
                 data_dir=zones.data_dir,
                 publish_dir=zones.publish_dir,
                 review_dir=zones.review_dir,
