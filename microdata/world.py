@@ -61,7 +61,7 @@ def effects_document(scale: Scale, seed: int) -> dict:
         "hennep": dict(params.HENNEP),
         "hennep_region": dict(params.HENNEP_REGION),
         "jonge_aanwas": dict(params.JONGE_AANWAS),
-        "herkomst_direct_effect": 0.0,
+        "herkomst_direct_effect": float(params.HERKOMST_DIRECT_EFFECT),
     }
 
 
