@@ -253,6 +253,10 @@ def _solve_batched(
             solver.changeColCost(int(j), sign)
         solver.run()
         status = solver.getModelStatus()
+        if status != optimal and status not in unbounded:
+            solver.clearSolver()  # a warm start gone wrong (seen with sums in the 1e9s): cold
+            solver.run()
+            status = solver.getModelStatus()
         for j in picked_cols:
             solver.changeColCost(int(j), 0.0)
         if status == optimal:
@@ -402,6 +406,10 @@ def _solve_component(
             solver.changeColCost(j, sign)
             solver.run()
             status = solver.getModelStatus()
+            if status != _highs.HighsModelStatus.kOptimal and status not in unbounded:
+                solver.clearSolver()  # a warm start gone wrong: solve again from a cold start
+                solver.run()
+                status = solver.getModelStatus()
             if status == _highs.HighsModelStatus.kOptimal:
                 out[side, i] = sign * solver.getInfo().objective_function_value
                 if reach is not None:

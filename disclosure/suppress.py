@@ -132,6 +132,21 @@ class _Suppressor:
             self.suppress(s)
             self.raise_need(s, lo if same else up, up if same else lo)
 
+    def escalate(self, t: int, label: np.ndarray) -> bool:
+        """Suppress every published cell related to t's component; False if there is none.
+
+        The last resort for a cell that one-complement repairs have not protected within
+        ``patience`` rounds: more unknowns only widen intervals, so this converges.
+        """
+        added = False
+        for m in np.flatnonzero(label == label[t]):
+            for r in self.cell_rels[m]:
+                for s in self.rel_cells[r]:
+                    if not self.unknown[s]:
+                        self.suppress(int(s))
+                        added = True
+        return added
+
     def repair(self, t: int, short_up: float, short_lo: float, label: np.ndarray) -> bool:
         """Add one complement for failing cell t; False if its component offers none."""
         options = []
@@ -160,7 +175,8 @@ def protect(
     relations: pd.DataFrame,
     settings: RuleSettings,
     *,
-    max_rounds: int = 200,
+    max_rounds: int = 400,
+    patience: int = 50,
 ) -> Protection:
     """Primary and secondary suppression, audited until no suppressed cell is recoverable.
 
@@ -172,6 +188,9 @@ def protect(
         The rule settings.
     max_rounds
         Audit/repair rounds before giving up.
+    patience
+        Rounds of one-complement repairs before a still failing cell's whole neighbourhood
+        (every published cell related to its component) is suppressed.
 
     Returns
     -------
@@ -223,6 +242,8 @@ def protect(
             repaired.add(int(label[t]))
             short_up = max(value[i] + req_up[t] - hi[i], 0.0)
             short_lo = max(lo[i] - (value[i] - req_lo[t]), 0.0)
+            if rounds > patience and state.escalate(t, label):
+                continue
             if not state.repair(t, short_up, short_lo, label):
                 raise DisclosureRefused(
                     f"secondary suppression: cell {linked.cell_ids[t]} "

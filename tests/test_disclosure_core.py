@@ -480,3 +480,28 @@ def test_a_broken_roll_up_is_rejected(params):
     if len(rels):
         with pytest.raises(DisclosureInputError, match="does not add up"):
             protect(bumped, rels, RULES)
+
+
+@settings(max_examples=100, deadline=None)
+@given(tables)
+def test_escalation_protects_too(params):
+    """With no patience, a failing cell's whole neighbourhood is suppressed at once: the
+    result is coarser but must still pass the independent checker."""
+    cells, rels, units = _random_table(*params)
+    p = protect(cells, rels, RULES, patience=0)
+    _independent_check(cells, rels, p.status, units)
+
+
+def test_sums_in_the_billions_are_audited():
+    """Turnover sums in euros (1e9 and more) once left HiGHS's warm start in status
+    'Unknown'; the audit retries from a cold start."""
+    cells, rels, _ = _random_table(11, 3, 3, 3, "sum", 18)
+    big = cells.assign(
+        value=cells["value"] * 1e9,
+        top1=cells["top1"] * 1e9,
+        top2=cells["top2"] * 1e9,
+        upper=cells["upper"] * 1e9,
+    )
+    p = protect(big, rels, RULES)
+    got = audit(big, rels, p.status, RULES)
+    assert got["ok"].all()

@@ -76,9 +76,11 @@ def test_page_has_every_section_and_the_facts(reported: dict[str, object]) -> No
     assert "persons.herkomst" in html
     # the proxy audit ran on the champion's predictions; the default world passes it
     assert "Passed: no origin group" in html and "roc_auc_ovr_macro" in html
-    assert "Not yet explained: run `zicht explain jonge_aanwas`" in html
+    # training set a champion, and a new champion is explained at once: its SHAP is shown
+    assert "Not yet explained" not in html and "mean_abs_shap" in html
     assert "Not yet published: run `zicht publish jonge_aanwas`" in html
-    assert html.count("data:image/png;base64,") >= 2  # calibration and capture, redrawn
+    # calibration and capture (redrawn), SHAP importance and summary
+    assert html.count("data:image/png;base64,") >= 4
     index = (review / "index.html").read_text()
     assert f'href="{TASK}/index.html"' in index and "passed" in index
 
