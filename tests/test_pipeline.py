@@ -1,0 +1,54 @@
+"""`zicht run` end to end on the tiny world: every stage, every zone, then full reuse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from experiments.cli import main
+
+
+def test_zicht_run_makes_every_zone_and_then_reuses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, pub, review = tmp_path / "data", tmp_path / "publish", tmp_path / "review"
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [
+        "--data-dir",
+        str(data),
+        "--publish-dir",
+        str(pub),
+        "--review-dir",
+        str(review),
+        "--tracking-uri",
+        store,
+    ]
+    assert main(["run", "--scale", "tiny", "--models", "lightgbm,logistic", *args]) == 0
+    out = capsys.readouterr().out
+    assert "15 stages ran, 0 reused" in out and "review/index.html" in out
+    # the public zone: a link to a complete version with the three tasks
+    assert pub.is_symlink()
+    manifest = json.loads((pub / "manifest.json").read_text())
+    for task in ("hennep", "jonge_aanwas", "branch_turnover"):
+        assert (pub / task / "ledger.csv").exists() and (pub / task / "schema.json").exists()
+        assert (review / task / "index.html").exists()
+        assert (data / "explain" / f"{task}_profiles.parquet").exists()
+        assert task in manifest["runs"]
+    assert (review / "index.html").exists()
+    # the experiments: a champion per task, explained
+    mlflow.set_tracking_uri(store)
+    client = MlflowClient()
+    for task in ("hennep", "jonge_aanwas", "branch_turnover"):
+        version = client.get_model_version_by_alias(f"zicht-{task}", "champion")
+        assert client.get_run(str(version.run_id)).data.tags.get("zicht.explained") == "true"
+    # nothing changed: every stage is reused, and says so
+    assert main(["run", "--scale", "tiny", "--models", "lightgbm,logistic", *args]) == 0
+    again = capsys.readouterr().out
+    assert "0 stages ran, 15 reused" in again and "reusing the benchmark" in again
+    # another seed is another world: it reruns from the start
+    assert main(["run", "--scale", "tiny", "--seed", "8", "--models", "lightgbm", *args]) == 0
+    assert "15 stages ran, 0 reused" in capsys.readouterr().out
