@@ -16,7 +16,6 @@ decisions in, a :class:`TaskRelease` out.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ import geopandas as gpd
 import pandas as pd
 
 from disclosure.settings import RuleSettings
+from microdata.io import sha256_file
 from reports.maps import choropleth_png, map_frame
 from reports.rollup import Rollup
 
@@ -136,14 +136,6 @@ def _geo(release: TaskRelease, level: str) -> gpd.GeoDataFrame:
 
 
 # --------------------------------------------------------------------------- writers
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_table(frame: pd.DataFrame, stem: Path) -> None:
@@ -273,7 +265,7 @@ def verify_version(version: Path) -> list[str]:
         path = version / rel
         if not path.is_file():
             problems.append(f"{path}: in the manifest but missing")
-        elif _sha256(path) != digest:
+        elif sha256_file(path) != digest:
             problems.append(f"{path}: checksum differs from the manifest")
     return problems
 
@@ -340,7 +332,7 @@ def publish(
         if problems:
             raise PublishRefused("export check failed:\n" + "\n".join(problems))
         files = {
-            p.relative_to(build).as_posix(): _sha256(p)
+            p.relative_to(build).as_posix(): sha256_file(p)
             for p in sorted(build.rglob("*"))
             if p.is_file()
         }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,7 @@ def bench_shap(
     model = fitted["project"]
     hframe = frame[hold].reset_index(drop=True)
     t0 = time.perf_counter()
-    exact, n_exact, _ = profiles(task, model, hframe, feats, _replace(settings, None))
+    exact, n_exact, _ = profiles(task, model, hframe, feats, replace(settings, max_per_area=None))
     t_exact = time.perf_counter() - t0
     t0 = time.perf_counter()
     sampled, n_sampled, _ = profiles(task, model, hframe, feats, settings)
@@ -202,12 +203,6 @@ def bench_shap(
     table = pd.DataFrame(out, columns=["metric", "value", "note"])
     table.insert(0, "task", task)
     return table
-
-
-def _replace(settings: ExplainSettings, max_per_area: int | None) -> ExplainSettings:
-    from dataclasses import replace
-
-    return replace(settings, max_per_area=max_per_area)
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -20,8 +20,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from experiments.config import default_config_path
+
+if TYPE_CHECKING:
+    from features.audit import ProtectedAccess
 
 TASKS = ("hennep", "jonge_aanwas", "branch_turnover")
 BENCH_MODELS = ("lightgbm", "tree", "logistic", "histgb")
@@ -97,8 +101,9 @@ def run_all(
 ) -> StageLog:
     """Run every stage for every task; returns what ran and what was reused."""
     from experiments.bench import bench_models
+    from experiments.config import load_config
     from experiments.explain import explain_run
-    from experiments.predict import champion_run, predict
+    from experiments.predict import predict
     from experiments.publish import publish_tasks
     from experiments.report import build_report, write_index
     from experiments.train import world_identity
@@ -113,149 +118,155 @@ def run_all(
     code = code_version()
     world_dir = data_dir / "world"
 
-    def timed(stage: str, task: str, fn: Callable[[], object], detail: str = "") -> None:
-        progress(f"{stage} {task}".strip())
+    def stage(
+        name: str,
+        task: str,
+        key: str | None,
+        run: Callable[[], object],
+        why: str,
+        *outputs: Path,
+        valid: bool = True,
+    ) -> None:
+        """Run *name* unless *valid* and its stamp matches *key* (None: no stamp, *valid*
+        alone decides) and its outputs exist; log which."""
+        progress(f"{name} {task}".strip())
+        stamp = "-".join(filter(None, (name, task)))
+        if valid and (key is None or stamps.fresh(stamp, key, *outputs)):
+            say(f"  {' '.join(filter(None, (name, task)))}: reusing {why}")
+            log.add(name, task, "reused", 0.0, why)
+            return
         t0 = time.perf_counter()
-        fn()
-        log.add(stage, task, "ran", time.perf_counter() - t0, detail)
+        run()
+        log.add(name, task, "ran", time.perf_counter() - t0, "")
+        if key is not None:
+            stamps.done(stamp, key)
 
-    def reused(stage: str, task: str, why: str) -> None:
-        progress(f"{stage} {task}".strip())
-        say(f"  {' '.join(filter(None, (stage, task)))}: reusing {why}")
-        log.add(stage, task, "reused", 0.0, why)
-
-    # 1. the world
+    # 1. the world: its own key is the manifest (a new world invalidates every stamp)
     manifest = world_dir / "manifest.json"
     same_world = False
     if manifest.exists():
         doc = json.loads(manifest.read_text())
         same_world = doc.get("scale") == settings.scale and doc.get("seed") == settings.seed
-    if same_world and not settings.fresh:
-        reused("generate", "", f"the {settings.scale} world with seed {settings.seed}")
-    else:
+
+    def generate() -> None:
         stamps.clear()
-        timed(
-            "generate",
-            "",
-            lambda: write_world(
-                data_dir, get_scale(settings.scale), seed=settings.seed, overwrite=True
-            ),
-        )
+        write_world(data_dir, get_scale(settings.scale), seed=settings.seed, overwrite=True)
+
+    stage(
+        "generate",
+        "",
+        None,
+        generate,
+        f"the {settings.scale} world with seed {settings.seed}",
+        valid=same_world and not settings.fresh,
+    )
     fingerprint, _, _ = world_identity(world_dir)
 
     # 2-5. per task: features, bench (champion), explain, predict
     champions: dict[str, str] = {}
-    access: ProtectedAccess | None = None
-    for task in TASKS:
-        from experiments.config import load_config
+    access: list[ProtectedAccess] = []  # read once, for the first task that needs it
 
+    def features(task: str, feats: list[str], out: Path) -> None:
+        if not access:
+            access.append(ProtectedAccess(world_dir))
+        _features(world_dir, task, feats, out, access[0])
+
+    for task in TASKS:
         cfg = load_config(default_config_path(task))
         cfg_key = cfg.model_dump(mode="json")
         out = data_dir / "features" / f"{task}.parquet"
         key = Stamps.key(world=fingerprint, config=cfg_key, code=code)
-        if stamps.fresh(f"features-{task}", key, out):
-            reused("features", task, "the feature table of this world and config")
-        else:
-            if access is None:
-                access = ProtectedAccess(world_dir)
-            timed(
-                "features",
-                task,
-                partial(_features, world_dir, task, list(cfg.features), out, access),
-            )
-            stamps.done(f"features-{task}", key)
-
-        bkey = Stamps.key(
-            world=fingerprint,
-            config=cfg_key,
-            code=code,
-            models=settings.models,
-            n_boot=settings.n_boot,
+        stage(
+            "features",
+            task,
+            key,
+            partial(features, task, list(cfg.features), out),
+            "the feature table of this world and config",
+            out,
         )
-        champion = _champion_id(task, tracking_uri, champion_run)
-        if champion and stamps.fresh(f"bench-{task}", bkey):
-            reused("bench", task, f"the benchmark and champion run {champion[:12]}")
-        else:
-            timed(
-                "bench",
+
+        champion = _champion_id(task, tracking_uri)
+        stage(
+            "bench",
+            task,
+            Stamps.key(key=key, models=settings.models, n_boot=settings.n_boot),
+            partial(
+                bench_models,
                 task,
-                partial(
-                    bench_models,
-                    task,
-                    list(settings.models),
-                    data_dir=data_dir,
-                    tracking_uri=tracking_uri,
-                    n_boot=settings.n_boot,
-                ),
-            )
-            champion = _champion_id(task, tracking_uri, champion_run)
-            if champion is None:
-                raise RuntimeError(f"{task}: the benchmark left no champion")
-            stamps.done(f"bench-{task}", bkey, champion=champion)
-        assert champion is not None
+                list(settings.models),
+                data_dir=data_dir,
+                tracking_uri=tracking_uri,
+                n_boot=settings.n_boot,
+            ),
+            f"the benchmark and champion run {(champion or '')[:12]}",
+            valid=champion is not None,
+        )
+        champion = _champion_id(task, tracking_uri)
+        if champion is None:
+            raise RuntimeError(f"{task}: the benchmark left no champion")
         champions[task] = champion
 
         ekey = Stamps.key(champion=champion, code=code)
-        profiles = data_dir / "explain" / f"{task}_profiles.parquet"
-        if stamps.fresh(f"explain-{task}", ekey, profiles):
-            reused("explain", task, f"the SHAP of champion run {champion[:12]}")
-        else:
-            timed(
-                "explain",
-                task,
-                partial(explain_run, task, data_dir=data_dir, tracking_uri=tracking_uri),
-            )
-            stamps.done(f"explain-{task}", ekey)
-
-        pred = data_dir / "predictions" / f"{task}.parquet"
-        if stamps.fresh(f"predict-{task}", ekey, pred):
-            reused("predict", task, f"the predictions of champion run {champion[:12]}")
-        else:
-            timed(
-                "predict",
-                task,
-                partial(predict, task, data_dir=data_dir, tracking_uri=tracking_uri),
-            )
-            stamps.done(f"predict-{task}", ekey)
+        stage(
+            "explain",
+            task,
+            ekey,
+            partial(explain_run, task, data_dir=data_dir, tracking_uri=tracking_uri),
+            f"the SHAP of champion run {champion[:12]}",
+            data_dir / "explain" / f"{task}_profiles.parquet",
+        )
+        stage(
+            "predict",
+            task,
+            ekey,
+            partial(predict, task, data_dir=data_dir, tracking_uri=tracking_uri),
+            f"the predictions of champion run {champion[:12]}",
+            data_dir / "predictions" / f"{task}.parquet",
+        )
 
     # 6. publish, all tasks at once (all or nothing)
-    pkey = Stamps.key(champions=champions, code=code)
-    if stamps.fresh("publish", pkey, publish_dir / "manifest.json"):
-        reused("publish", "", "the published version of these champions")
-    else:
-        timed(
-            "publish",
-            "",
-            lambda: publish_tasks(
-                list(TASKS), data_dir=data_dir, publish_dir=publish_dir, tracking_uri=tracking_uri
-            ),
-        )
-        stamps.done("publish", pkey)
+    stage(
+        "publish",
+        "",
+        Stamps.key(champions=champions, code=code),
+        partial(
+            publish_tasks,
+            list(TASKS),
+            data_dir=data_dir,
+            publish_dir=publish_dir,
+            tracking_uri=tracking_uri,
+        ),
+        "the published version of these champions",
+        publish_dir / "manifest.json",
+    )
 
     # 7. the reviewer reports
+    def reports() -> None:
+        for task in TASKS:
+            build_report(
+                task,
+                data_dir=data_dir,
+                review_dir=review_dir,
+                publish_dir=publish_dir,
+                tracking_uri=tracking_uri,
+            )
+        write_index(review_dir)
+
     published = (publish_dir / "manifest.json").read_bytes() if publish_dir.exists() else b""
-    rkey = Stamps.key(champions=champions, code=code, publish=hashlib.sha256(published).hexdigest())
-    if stamps.fresh("report", rkey, review_dir / "index.html"):
-        reused("report", "", "the reviewer reports of these champions and this publication")
-    else:
-
-        def reports() -> None:
-            for task in TASKS:
-                build_report(
-                    task,
-                    data_dir=data_dir,
-                    review_dir=review_dir,
-                    publish_dir=publish_dir,
-                    tracking_uri=tracking_uri,
-                )
-            write_index(review_dir)
-
-        timed("report", "", reports)
-        stamps.done("report", rkey)
+    stage(
+        "report",
+        "",
+        Stamps.key(champions=champions, code=code, publish=hashlib.sha256(published).hexdigest()),
+        reports,
+        "the reviewer reports of these champions and this publication",
+        review_dir / "index.html",
+    )
     return log
 
 
-def _features(world_dir: Path, task: str, feats: list[str], out: Path, access: object) -> None:
+def _features(
+    world_dir: Path, task: str, feats: list[str], out: Path, access: ProtectedAccess
+) -> None:
     from features.audit import AREA_COPY_THRESHOLD, COPY_THRESHOLD
     from features.tables import world_years, write_feature_table
 
@@ -264,19 +275,17 @@ def _features(world_dir: Path, task: str, feats: list[str], out: Path, access: o
         out,
         task,
         feats,
-        audit=lambda w, frame: access.copy_scores(w, task, frame, feats),  # type: ignore[attr-defined]
+        audit=lambda w, frame: access.copy_scores(w, task, frame, feats),
         copy_threshold=AREA_COPY_THRESHOLD if task == "branch_turnover" else COPY_THRESHOLD,
         years=world_years(world_dir).reference_years(task),
     )
 
 
-def _champion_id(
-    task: str, tracking_uri: str, champion_run: Callable[[str, str], object]
-) -> str | None:
-    from experiments.predict import PredictError
+def _champion_id(task: str, tracking_uri: str) -> str | None:
+    """The run id of the task's champion, or None when there is none yet."""
+    from experiments.predict import PredictError, champion_run
 
     try:
-        run = champion_run(task, tracking_uri)
+        return str(champion_run(task, tracking_uri).info.run_id)
     except PredictError:
         return None
-    return str(run.info.run_id)  # type: ignore[attr-defined]

@@ -76,6 +76,16 @@ BRANCHES = MappingProxyType(
 
 AGE_GROUPS = MappingProxyType({"8-12": (8, 12), "13-19": (13, 19), "20-23": (20, 23)})
 
+#: Levels of published area scores and profiles, smallest first (``nederland``: the country).
+AREA_LEVELS: tuple[str, ...] = ("buurt", "wijk", "gemeente", "riec", "nederland")
+#: Column of a unit table that holds the unit's area code at each level below the country.
+AREA_CODE_COLUMN: dict[str, str] = {
+    "buurt": "buurt_code",
+    "wijk": "wijk_code",
+    "gemeente": "gemeente_code",
+    "riec": "riec_code",
+}
+
 
 def code_of(vocab: tuple[str, ...], label: str) -> int:
     """Index of *label* in *vocab* (the integer code the generator uses)."""

@@ -37,16 +37,10 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from microdata.vocab import AREA_CODE_COLUMN, AREA_LEVELS
+
 #: Bins per feature of the binned summary and dependence views (fewer for few values).
 N_BINS = 10
-#: Levels of an area profile, smallest first.
-LEVELS = ("buurt", "wijk", "gemeente", "riec", "nederland")
-LEVEL_COLUMN = {
-    "buurt": "buurt_code",
-    "wijk": "wijk_code",
-    "gemeente": "gemeente_code",
-    "riec": "riec_code",
-}
 
 
 class ExplainError(ValueError):
@@ -386,8 +380,8 @@ def area_profiles(
     for g in groups:
         sel = np.ones(len(areas), dtype=bool) if g is None else (areas[group] == g).to_numpy()
         asel = np.ones(len(all_areas), bool) if g is None else (all_areas[group] == g).to_numpy()
-        for level in LEVELS:
-            col = LEVEL_COLUMN.get(level)
+        for level in AREA_LEVELS:
+            col = AREA_CODE_COLUMN.get(level)
             if col is not None and col not in all_areas.columns:
                 continue
             keys_s = (

@@ -23,15 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-LEVELS = ("buurt", "wijk", "gemeente", "riec", "nederland")
+from microdata.vocab import AREA_CODE_COLUMN, AREA_LEVELS
+
+LEVELS = AREA_LEVELS
 #: column of a unit frame that holds the code of its area at each level
-LEVEL_CODE = {
-    "buurt": "buurt_code",
-    "wijk": "wijk_code",
-    "gemeente": "gemeente_code",
-    "riec": "riec_code",
-    "nederland": "nl_code",
-}
+LEVEL_CODE = {**AREA_CODE_COLUMN, "nederland": "nl_code"}
 #: (child level, parent level) pairs whose cells are linked by "parent = sum of children"
 HIERARCHY = (
     ("buurt", "wijk"),
