@@ -101,7 +101,7 @@ def bench_shap(
     settings = settings or ExplainSettings(max_per_area=200)
     cfg = load_config(default_config_path(task))
     prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri)
-    frame, feats, spec = prep.frame, prep.features, prep.task
+    frame, feats, spec = prep.in_memory("zicht bench shap"), prep.features, prep.task
     hold = (frame["year"] == prep.protocol.holdout_year).to_numpy()
     train = np.isin(frame["year"].to_numpy(), prep.protocol.train_years)
     X = frame[feats].to_numpy(np.float32)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,51 @@ from features.catalogue import catalogue_frame
 from features.guard import check_selection
 from features.tables import META
 from microdata.io import data_fingerprint
-from models.evaluation import Evaluation, Protocol, evaluate, protocol_for
+from models.evaluation import Evaluation, FeatureRows, Protocol, evaluate, protocol_for
 from models.tasks import TaskSpec, get_task
 
-#: The national plan: LightGBM trains on every unit of the training years; the baselines fit
-#: on a seeded uniform sample of at most this many rows (evaluation still uses every unit).
+#: The national plan (evaluation always scores every unit):
+#: the baselines fit on a seeded uniform sample of at most this many rows;
 BASELINE_MAX_ROWS = 2_000_000
+#: LightGBM fits a binary task on every positive and a sample of the negatives, at most this
+#: many rows, with the sampling's log-odds correction (models.evaluation.negative_sample);
+LIGHTGBM_MAX_FIT_ROWS = 4_000_000
+#: and a feature table with more rows than this is streamed from Parquet, never held whole.
+STREAM_ROWS = 5_000_000
+
+
+class ParquetRows:
+    """The features of a Parquet feature table, read row group by row group (float32).
+
+    ``take`` reads only the row groups that hold the requested rows; ``chunks`` streams every
+    row group once. Nothing bigger than one row group (1M rows) is converted at a time.
+    """
+
+    def __init__(self, path: Path, features: list[str]) -> None:
+        self.file = pq.ParquetFile(path)
+        self.features = features
+        sizes = [self.file.metadata.row_group(i).num_rows for i in range(self.file.num_row_groups)]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    def _group(self, i: int) -> np.ndarray:
+        table = self.file.read_row_group(i, columns=self.features)
+        out = np.empty((table.num_rows, len(self.features)), dtype=np.float32)
+        for j, name in enumerate(self.features):
+            out[:, j] = table.column(name).to_numpy()  # nulls become NaN
+        return out
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), len(self.features)), dtype=np.float32)
+        bounds = np.searchsorted(rows, self.offsets)
+        for i in range(self.file.num_row_groups):
+            a, b = bounds[i], bounds[i + 1]
+            if a < b:
+                out[a:b] = self._group(i)[rows[a:b] - self.offsets[i]]
+        return out
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        for i in range(self.file.num_row_groups):
+            yield int(self.offsets[i]), self._group(i)
 
 
 class TrainInputError(ValueError):
@@ -53,7 +92,10 @@ def world_identity(world_dir: Path) -> tuple[str, str, str]:
     return data_fingerprint(world_dir), "real", ""
 
 
-def load_features(path: Path, task: str, features: tuple[str, ...]) -> pd.DataFrame:
+def load_features(
+    path: Path, task: str, features: tuple[str, ...], *, meta_only: bool = False
+) -> pd.DataFrame:
+    """The feature table (or only its meta columns, area codes as categoricals)."""
     if not path.exists():
         raise TrainInputError(f"{path}: no feature table; run `zicht features {task}` first")
     have = set(pq.read_schema(path).names)
@@ -63,6 +105,10 @@ def load_features(path: Path, task: str, features: tuple[str, ...]) -> pd.DataFr
             f"{path}: lacks column(s) {missing[:5]} that the config needs; "
             f"rebuild it with `zicht features {task} --config <the same config>`"
         )
+    if meta_only:
+        codes = [c for c in META[task] if c.endswith("_code") or c == "age_group"]
+        table = pq.read_table(path, columns=list(META[task]), read_dictionary=codes)
+        return table.to_pandas(self_destruct=True)
     return pq.read_table(path, columns=[*META[task], *features]).to_pandas()
 
 
@@ -81,6 +127,7 @@ class Prepared:
     scale: str
     seed: str
     config: ExperimentConfig | None = None
+    rows: FeatureRows | None = None  # the features, streamed, when *frame* holds meta only
 
     def tags(self, model_name: str, kind: str) -> dict[str, str]:
         return {
@@ -92,6 +139,16 @@ class Prepared:
             "zicht.data_fingerprint": self.fingerprint,
             "zicht.protocol": self.protocol.hash(),
         }
+
+    def in_memory(self, command: str) -> pd.DataFrame:
+        """The whole feature table; refused for a table too large to hold (streamed)."""
+        if self.rows is not None:
+            raise TrainInputError(
+                f"{command} reads the whole feature table of {self.task.name}, which has more "
+                f"than {STREAM_ROWS:,} rows here; run it on the region world "
+                "(`zicht generate --scale region`) and carry the parameters over in a config"
+            )
+        return self.frame
 
     def evaluate(
         self, model_name: str, params: dict[str, Any] | None = None, n_jobs: int = 2
@@ -110,6 +167,8 @@ class Prepared:
             random_state=int(self.seed or 0),
             n_jobs=n_jobs,
             max_train_rows=None if model_name == "lightgbm" else BASELINE_MAX_ROWS,
+            max_fit_rows=LIGHTGBM_MAX_FIT_ROWS,
+            rows=self.rows,
         )
 
 
@@ -122,7 +181,12 @@ def prepare(
     world_dir = data_dir / "world"
     tracking.connect(tracking_uri, cfg.task)  # fail fast, before minutes of fitting
     fingerprint, scale, seed = world_identity(world_dir)
-    frame = load_features(data_dir / "features" / f"{cfg.task}.parquet", cfg.task, cfg.features)
+    path = data_dir / "features" / f"{cfg.task}.parquet"
+    stream = path.exists() and pq.read_metadata(path).num_rows > STREAM_ROWS
+    frame = load_features(path, cfg.task, cfg.features, meta_only=stream)
+    rows = ParquetRows(path, list(cfg.features)) if stream else None
+    if stream and not np.isfinite(frame[task.label].to_numpy(np.float64)).all():
+        raise TrainInputError(f"{path}: column label: unlabelled rows cannot be streamed")
     protocol = protocol_for(sorted(frame["year"].unique().tolist()), cfg.task, n_folds=n_folds)
     oracle, anomalous = oracle_for(cfg.task, frame, data_dir) if scale != "real" else (None, None)
     areas = pd.read_parquet(
@@ -144,6 +208,7 @@ def prepare(
         scale,
         seed,
         cfg,
+        rows,
     )
 
 
@@ -162,6 +227,7 @@ def log_evaluation(prep: Prepared, ev: Evaluation, model_name: str) -> None:
             "n_train": ev.extra["n_train"],
             "n_holdout": ev.extra["n_holdout"],
             "n_fit_rows": ev.extra["n_fit_rows"],
+            "negative_sampling_rate": ev.extra["negative_sampling_rate"],
             **({"anomaly_k": ev.extra["anomaly_k"]} if "anomaly_k" in ev.extra else {}),
             **{f"model.{k}": v for k, v in ev.model.get_params().items() if _plain(v)},
         }
@@ -211,15 +277,19 @@ def train(
     n_jobs: int = 2,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> TrainResult:
-    """Evaluate and fit *model_name* on the task of *cfg*, and log one run."""
+    """Evaluate and fit *model_name* on the task of *cfg*, and log one run.
+
+    The run is opened before the fit, so a run killed while fitting ends KILLED or FAILED
+    (or is swept to KILLED by the next tracked command), never FINISHED.
+    """
     progress("reading features")
     prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri, n_folds=n_folds)
-    progress("cross-validation, hold-out and final fit")
-    ev = prep.evaluate(model_name, n_jobs=n_jobs)
-    progress("logging to MLflow")
     with tracking.run(
         cfg.task, run_name=f"{model_name}-train", tags=prep.tags(model_name, "train")
     ) as active:
+        progress("cross-validation, hold-out and final fit")
+        ev = prep.evaluate(model_name, n_jobs=n_jobs)
+        progress("logging to MLflow")
         log_evaluation(prep, ev, model_name)
         run_id = active.info.run_id
     champion = tracking.choose_champion(

@@ -35,6 +35,7 @@ def tune(
     progress: Callable[[str], None] = lambda _m: None,
 ) -> TrainResult:
     prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri, n_folds=n_folds)
+    prep.in_memory("zicht tune")  # refuse a streamed (national) table before the study
     seed = int(prep.seed or 0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -63,7 +64,7 @@ def tune(
                         raise optuna.TrialPruned()
 
                 scores = cv_scores(
-                    prep.frame,
+                    prep.in_memory("zicht tune"),
                     prep.task,
                     prep.features,
                     model_name=model_name,

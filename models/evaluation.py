@@ -13,6 +13,13 @@
   teaches the model its own anomaly; deviation = realised / expected; a cell is flagged when
   the robust z of its log deviation exceeds 3 (one-sided).
 
+* **Scale**: the feature matrix is never built whole. Fits read only their rows, scoring
+  streams over row chunks (:class:`FeatureRows`: an in-memory frame, or a Parquet file at
+  national scale). When a binary task has more training rows than ``max_fit_rows``, the
+  main model fits on every positive and a seeded sample of the negatives, and the sampling
+  rate's log-odds offset is added to the fitted booster: it then predicts the log-odds of
+  the full population (:func:`negative_sample`, :func:`shift_raw_score`).
+
 Pure: DataFrames and arrays in, a result object out. Oracle values come in as arrays
 aligned with the rows (the experiments layer reads the truth).
 """
@@ -22,8 +29,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from typing import Protocol as TypingProtocol
 
 import numpy as np
 import pandas as pd
@@ -77,11 +86,70 @@ def protocol_for(
 
 
 def fold_ids(groups: np.ndarray, n_folds: int) -> np.ndarray:
-    """Fold number of every row; a gemeente's rows share one fold (deterministic)."""
-    folds = np.full(len(groups), -1, dtype=np.int64)
-    for k, (_, test) in enumerate(GroupKFold(n_splits=n_folds).split(groups, groups=groups)):
+    """Fold number of every row; a gemeente's rows share one fold (deterministic).
+
+    Groups are factorised in sorted order first: GroupKFold then sees small integers (the
+    same folds as on the names, without sorting millions of strings).
+    """
+    codes = pd.factorize(np.asarray(groups), sort=True)[0]
+    folds = np.full(len(codes), -1, dtype=np.int64)
+    for k, (_, test) in enumerate(GroupKFold(n_splits=n_folds).split(codes, groups=codes)):
         folds[test] = k
     return folds
+
+
+class FeatureRows(TypingProtocol):
+    """Where the feature matrix comes from: fits read a subset, scoring streams chunks.
+
+    Row positions are those of the evaluation's meta frame (after dropping unlabelled rows).
+    """
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The float32 features of the sorted row positions *rows*."""
+        ...
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, float32 features) of consecutive chunks covering every row."""
+        ...
+
+
+class FrameRows:
+    """:class:`FeatureRows` over an in-memory frame (converted chunk by chunk)."""
+
+    def __init__(self, frame: pd.DataFrame, features: list[str], chunk_rows: int = 1_000_000):
+        self.frame, self.features, self.chunk_rows = frame, features, chunk_rows
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.frame.iloc[rows][self.features].to_numpy(np.float32)
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, len(self.frame), self.chunk_rows):
+            part = self.frame.iloc[start : start + self.chunk_rows]
+            yield start, part[self.features].to_numpy(np.float32)
+
+
+def negative_sample(
+    y: np.ndarray, eligible: np.ndarray, max_rows: int, random_state: int
+) -> tuple[np.ndarray, float]:
+    """Every positive and a seeded sample of the negatives among *eligible* rows, so that at
+    most *max_rows* are kept; returns (keep mask, negative sampling rate r).
+
+    On the sample the odds of an event are the population's odds ÷ r, so the sample's
+    log-odds are the population's minus log r. Adding ``log r`` to the fitted booster's raw
+    score (:func:`shift_raw_score`) makes it predict the population's log-odds (r = 1 when
+    nothing is dropped).
+    """
+    keep = eligible.copy()
+    pos = eligible & (y == 1)
+    neg = np.flatnonzero(eligible & (y != 1))
+    n_keep = max_rows - int(pos.sum())
+    if eligible.sum() <= max_rows or n_keep >= len(neg):
+        return keep, 1.0
+    if n_keep <= 0:
+        raise ValueError(f"max_fit_rows={max_rows} leaves no room for negatives")
+    keep[neg] = False
+    keep[np.random.default_rng(random_state).choice(neg, size=n_keep, replace=False)] = True
+    return keep, n_keep / len(neg)
 
 
 def _score(model: BaseEstimator, X: np.ndarray, kind: str) -> np.ndarray:
@@ -91,12 +159,34 @@ def _score(model: BaseEstimator, X: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _fit(
-    est: BaseEstimator, X: np.ndarray, y: np.ndarray, name: str, cat: list[int]
+    est: BaseEstimator,
+    X: np.ndarray,
+    y: np.ndarray,
+    name: str,
+    cat: list[int],
+    offset: float = 0.0,
 ) -> BaseEstimator:
-    kw = fit_kwargs(name, cat)
-    if kw and hasattr(est, "fit"):
-        return est.fit(X, y, **kw)
-    return est.fit(X, y)
+    """Fit *est*; a non-zero *offset* (log-odds) is added to the fitted booster's raw score."""
+    est = est.fit(X, y, **fit_kwargs(name, cat))
+    if offset:
+        if name != "lightgbm":
+            raise ValueError(f"a sampling offset needs LightGBM, not {name}")
+        shift_raw_score(est.booster_, offset)
+    return est
+
+
+def shift_raw_score(booster: Any, offset: float) -> None:
+    """Add *offset* to every leaf of the first tree: the booster's raw score (log-odds) moves
+    by exactly *offset* for every row, and its trees' SHAP values do not change (only the
+    expected value moves). The model stays one self-contained LightGBM file.
+
+    Why not ``init_score``: LightGBM then skips boosting from the average, and a
+    regularised booster (300 trees at learning rate 0.03) does not travel the whole way
+    from 0 to the log-odds of rare events.
+    """
+    n_leaves = booster.dump_model(num_iteration=1)["tree_info"][0]["num_leaves"]
+    for leaf in range(n_leaves):
+        booster.set_leaf_output(0, leaf, booster.get_leaf_output(0, leaf) + offset)
 
 
 def evaluate(
@@ -113,37 +203,74 @@ def evaluate(
     random_state: int = 0,
     n_jobs: int = 2,
     max_train_rows: int | None = None,
+    max_fit_rows: int | None = None,
+    rows: FeatureRows | None = None,
 ) -> Evaluation:
     """Cross-validate, hold out the last year, and fit the final model.
 
-    *max_train_rows* caps the rows each fit sees (a seeded uniform sample): the national
-    plan fits the baselines on a stated sample while LightGBM trains on all units.
-    Evaluation always uses every unit.
+    *frame* holds the meta columns (year, label, area codes) and, unless *rows* supplies
+    them (a Parquet file at national scale), the features. Two national-scale plans cap
+    the rows a fit sees; evaluation always scores every unit:
+
+    * *max_train_rows*: a seeded uniform sample (the baselines; keeps the base rate);
+    * *max_fit_rows*: every positive and a sample of the negatives, corrected by the
+      log-odds offset of :func:`negative_sample` (LightGBM on a binary task only).
     """
     est, cat = _estimator(task, features, model_name, protocol, params, random_state, n_jobs)
     y_all = frame[task.label].to_numpy()
     keep = np.isfinite(y_all.astype(np.float64))
-    frame = frame[keep].reset_index(drop=True)
-    if oracle is not None:
-        oracle = np.asarray(oracle)[keep]
-    if anomalous is not None:
-        anomalous = np.asarray(anomalous)[keep]
-    X = frame[features].to_numpy(np.float32)
+    if not keep.all():
+        if rows is not None:
+            raise ValueError("unlabelled rows must be dropped before streaming features")
+        frame = frame[keep].reset_index(drop=True)
+        if oracle is not None:
+            oracle = np.asarray(oracle)[keep]
+        if anomalous is not None:
+            anomalous = np.asarray(anomalous)[keep]
+    source: FeatureRows = rows if rows is not None else FrameRows(frame, features)
     y = frame[task.label].to_numpy()
     years = frame["year"].to_numpy()
     hold = years == protocol.holdout_year
-    train, folds = _train_folds(frame, task, protocol)
     groups = task.groups(frame)
+    train, folds = _train_folds(frame, task, protocol, groups)
+    offset = 0.0
     fit_rows = _fit_rows(y, max_train_rows, random_state)
-    # cross-validation over the training years
-    oof = np.full(len(frame), np.nan)
-    fold_metrics: list[dict[str, float]] = []
+    if max_fit_rows is not None and task.kind == "binary" and model_name == "lightgbm":
+        fit_rows, rate = negative_sample(y, train & fit_rows, max_fit_rows, random_state)
+        offset = float(np.log(rate))
+
+    # the fits: every fold model and the final model read one shared subset of rows
     t0 = time.perf_counter()
-    for k in range(protocol.n_folds):
-        tr, te = train & (folds != k) & fit_rows, folds == k
-        m = _fit(clone(est), X[tr], y[tr], model_name, cat)
-        oof[te] = _score(m, X[te], task.kind)
-        fold_metrics.append(_metrics(task, frame, te, y, oof, oracle, area_km2))
+    fit_idx = np.flatnonzero(train & fit_rows)
+    X_fit, y_fit, f_fit = source.take(fit_idx), y[fit_idx], folds[fit_idx]
+    models = [
+        _fit(clone(est), X_fit[f_fit != k], y_fit[f_fit != k], model_name, cat, offset)
+        for k in range(protocol.n_folds)
+    ]
+    # the final model: all training years; it also predicts the hold-out year
+    final = _fit(clone(est), X_fit, y_fit, model_name, cat, offset)
+    fit_seconds = time.perf_counter() - t0
+    del X_fit
+
+    # one streaming pass: out-of-fold scores for the training years, the final model's
+    # scores for the hold-out year
+    oof = np.full(len(frame), np.nan)
+    raw_hold = np.full(len(frame), np.nan)
+    for start, X in source.chunks():
+        sl = slice(start, start + len(X))
+        f, h = folds[sl], hold[sl]
+        for k in range(protocol.n_folds):
+            m = f == k
+            if m.any():
+                oof[sl][m] = _score(models[k], X[m], task.kind)
+        if h.any():
+            raw_hold[sl][h] = _score(final, X[h], task.kind)
+        del X
+
+    cols = _metric_columns(frame)
+    fold_metrics = [
+        _metrics(task, cols, folds == k, y, oof, oracle, area_km2) for k in range(protocol.n_folds)
+    ]
     metrics = {k: float(np.nanmean([f[k] for f in fold_metrics])) for k in fold_metrics[0]}
 
     # binned curves for the plots (aggregates only), and the calibration map, from OOF scores
@@ -161,22 +288,20 @@ def evaluate(
             oof[train], y[train]
         )
 
-    # the final model: all training years; it also predicts the hold-out year
-    final = _fit(clone(est), X[train & fit_rows], y[train & fit_rows], model_name, cat)
-    fit_seconds = time.perf_counter() - t0
     extra: dict[str, Any] = {
         "n_train": int(train.sum()),
         "n_holdout": int(hold.sum()),
         "curves": curves,
-        "n_fit_rows": int((train & fit_rows).sum()),
+        "n_fit_rows": len(fit_idx),
+        "negative_sampling_rate": float(np.exp(offset)),
     }
     if hold.any():
-        pred = _score(final, X[hold], task.kind)
+        pred = raw_hold[hold]
         if calibrator is not None:
             pred = calibrator.predict(pred)
         full = np.full(len(frame), np.nan)
         full[hold] = pred
-        hm = _metrics(task, frame, hold, y, full, oracle, area_km2)
+        hm = _metrics(task, cols, hold, y, full, oracle, area_km2)
         metrics.update({f"holdout_{k}": v for k, v in hm.items()})
         if task.kind == "binary":
             extra["holdout_expected_events"] = float(pred.sum())
@@ -213,12 +338,13 @@ def _estimator(
 
 
 def _train_folds(
-    frame: pd.DataFrame, task: TaskSpec, protocol: Protocol
+    frame: pd.DataFrame, task: TaskSpec, protocol: Protocol, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the training years, and their gemeente-grouped fold (-1 elsewhere)."""
     train = np.isin(frame["year"].to_numpy(), protocol.train_years)
     folds = np.full(len(frame), -1)
-    folds[train] = fold_ids(task.groups(frame)[train], protocol.n_folds)
+    groups = task.groups(frame) if groups is None else groups
+    folds[train] = fold_ids(groups[train], protocol.n_folds)
     return train, folds
 
 
@@ -270,20 +396,21 @@ def cv_scores(
 
 def _metrics(
     task: TaskSpec,
-    frame: pd.DataFrame,
+    cols: dict[str, np.ndarray],
     mask: np.ndarray,
     y: np.ndarray,
     pred: np.ndarray,
     oracle: np.ndarray | None,
     area_km2: dict[str, float] | None,
 ) -> dict[str, float]:
+    """Metrics of the rows in *mask*; *cols* holds the buurt and age group arrays (if any)."""
     o = None if oracle is None else np.asarray(oracle, dtype=np.float64)[mask]
     if task.kind == "regression":
         return M.regression_metrics(y[mask], pred[mask], oracle=o)
-    buurt = frame["buurt_code"].astype(str).to_numpy()[mask] if "buurt_code" in frame else None
+    buurt = cols["buurt_code"][mask] if "buurt_code" in cols else None
     out = M.classification_metrics(y[mask], pred[mask], buurt=buurt, area_km2=area_km2, oracle=o)
-    if "age_group" in frame.columns:
-        ag = frame["age_group"].astype(str).to_numpy()[mask]
+    if "age_group" in cols:
+        ag = cols["age_group"][mask]
         for group, suffix in (("8-12", "8_12"), ("13-19", "13_19"), ("20-23", "20_23")):
             g = ag == group
             sub = M.classification_metrics(
@@ -293,6 +420,11 @@ def _metrics(
             if "oracle_ratio" in sub:
                 out[f"oracle_ratio_{suffix}"] = sub["oracle_ratio"]
     return out
+
+
+def _metric_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The columns metrics group by, converted once (not once per fold)."""
+    return {c: frame[c].astype(str).to_numpy() for c in ("buurt_code", "age_group") if c in frame}
 
 
 def deviation_flags(
