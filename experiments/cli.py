@@ -925,6 +925,54 @@ def run_cmd(scale: str, seed: int, model_list: str, fresh: bool, zones: Zones) -
     click.echo(f"  review zone  {zones.review_dir / 'index.html'}")
 
 
+class VerifyMismatchExit(click.ClickException):
+    """``verify`` recomputed a metric that differs from the recorded one: exit 1."""
+
+    exit_code = EXIT_FAILURE
+
+    def show(self, file: Any = None) -> None:
+        err_console.print(f"[bold red]MISMATCH:[/] {self.message}", highlight=False)
+
+
+@cli.command(short_help="Rerun a recorded run and compare every metric (read-only).")
+@click.option("--run-id", required=True, help="The MLflow run to rerun and compare.")
+@common_options
+def verify(run_id: str, zones: Zones) -> None:
+    """Rerun RUN-ID's evaluation from its tags, params and logged config on the current world
+    (which must have the run's data fingerprint, else exit 2 with the world to regenerate),
+    and compare every logged metric (fold_* over all steps) and model param with the rerun's,
+    fit_seconds aside. Writes nothing to the MLflow store. Exit 0 when everything matches;
+    exit 1 with a MISMATCH line when anything differs.
+    """
+    from rich.table import Table
+
+    from experiments.config import ConfigError
+    from experiments.tracking import TrackingError
+    from experiments.train import TrainInputError
+    from experiments.verify import VerifyInputError, verify_run
+
+    try:
+        with stage_progress(3, f"verify {run_id[:12]}") as advance:
+            result = verify_run(
+                run_id, data_dir=zones.data_dir, tracking_uri=zones.tracking_uri, progress=advance
+            )
+    except (VerifyInputError, TrainInputError, TrackingError, ConfigError) as exc:
+        raise BadInput(str(exc)) from None
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    table = Table(title=f"zicht verify {run_id} ({result.task}, {result.model}, {result.kind})")
+    for col in ("metric", "recorded", "recomputed", "match"):
+        table.add_column(col, overflow="fold")
+    for c in result.checks:
+        table.add_row(c.item, c.recorded, c.recomputed, c.status)
+    out.print(table)
+    if not result.ok:
+        bad = [c.item for c in result.mismatches] or ["nothing was compared"]
+        raise VerifyMismatchExit(
+            f"{len(result.mismatches)} of {len(result.checks)} item(s) differ: {', '.join(bad)}"
+        )
+    click.echo(f"OK: all {result.matched} compared items match (timing aside)")
+
+
 @cli.command(short_help="Write the feature catalogue to docs/features.md.")
 @click.option(
     "--out",

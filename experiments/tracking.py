@@ -9,8 +9,12 @@ never with an input example.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +25,8 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
+
+log = logging.getLogger(__name__)
 
 PRIMARY = {"hennep": "roc_auc", "jonge_aanwas": "roc_auc", "branch_turnover": "r2_log"}
 COMPETING_KINDS = ("train", "tune")
@@ -38,9 +44,37 @@ def registered_name(task: str) -> str:
     return f"zicht-{task}"
 
 
+#: seconds to wait for an HTTP tracking server's port before giving up (MLflow itself
+#: retries a refused connection for minutes)
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe_server(tracking_uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """For an ``http(s)://`` store, fail fast with :class:`TrackingError` when nothing
+    listens on its host and port; other stores (sqlite, files) are left to MLflow."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(tracking_uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise TrackingError(
+            f"MLflow store {tracking_uri!r}: cannot be reached ({exc.strerror or exc}; rule: "
+            f"the tracking server answers on {parts.hostname}:{port} within {timeout:.0f} s); "
+            "fix: start the server, or pass another --tracking-uri / MLFLOW_TRACKING_URI "
+            "(default sqlite:///mlflow.db)"
+        ) from None
+
+
 def connect(tracking_uri: str, task: str) -> str:
     """Point MLflow at *tracking_uri* and make sure ``zicht/<task>`` exists; its id."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    probe_server(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     try:
         run_id = os.environ.get("MLFLOW_RUN_ID")
@@ -59,22 +93,98 @@ def connect(tracking_uri: str, task: str) -> str:
 def run(task: str, *, run_name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
     """Start a run, or continue the one ``mlflow run`` opened (``MLFLOW_RUN_ID``).
 
-    A run that raises is ended as FAILED (and a KeyboardInterrupt as KILLED), never FINISHED.
+    Open it before the long work. A run that raises is ended as FAILED, and one interrupted
+    by SIGINT or SIGTERM (turned into KeyboardInterrupt while the run is open) as KILLED,
+    never FINISHED. A SIGKILL ends nothing, so a run of our own gets tags ``zicht.pid`` and
+    ``zicht.host``, and every tracked command first sweeps such runs whose process is gone to
+    KILLED (:func:`sweep_stale_runs`). The run ``mlflow run`` opened is its launcher's to end:
+    it gets no pid tag and is never swept.
     """
     run_id = os.environ.get("MLFLOW_RUN_ID")
-    active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
+    sweep_stale_runs()
+    owner = {} if run_id else owner_tags()
+    with _sigterm_interrupts():
+        active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
+        try:
+            mlflow.set_tags({**dict(tags), **owner})
+            yield active
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+        except BaseException:
+            mlflow.end_run("FAILED")
+            raise
+        else:
+            if not run_id:
+                mlflow.end_run("FINISHED")
+
+
+def owner_tags() -> dict[str, str]:
+    """``zicht.pid`` and ``zicht.host`` of this process: who keeps the run alive."""
+    return {"zicht.pid": str(os.getpid()), "zicht.host": socket.gethostname()}
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While open, SIGTERM raises KeyboardInterrupt (as SIGINT does), so the run ends KILLED.
+
+    Only the main thread can install signal handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        mlflow.set_tags(dict(tags))
-        yield active
-    except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
-        raise
-    except BaseException:
-        mlflow.end_run("FAILED")
-        raise
-    else:
-        if not run_id:
-            mlflow.end_run("FINISHED")
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_stale_runs(client: MlflowClient | None = None) -> list[str]:
+    """End as KILLED every RUNNING run of this host whose ``zicht.pid`` is gone (SIGKILL, power
+    loss), and the RUNNING runs nested in them; returns their ids. The run of ``MLFLOW_RUN_ID``
+    is never touched. Uses the current tracking URI.
+    """
+    client = client or MlflowClient()
+    host, keep = socket.gethostname(), os.environ.get("MLFLOW_RUN_ID")
+    experiments = [e.experiment_id for e in client.search_experiments(max_results=10_000)]
+    if not experiments:
+        return []
+    running = client.search_runs(
+        experiments, filter_string="attributes.status = 'RUNNING'", max_results=10_000
+    )
+    dead: list[str] = []
+    for r in running:
+        tags = r.data.tags
+        pid = tags.get("zicht.pid", "")
+        if r.info.run_id == keep or tags.get("zicht.host") != host or not pid.isdigit():
+            continue
+        if not _alive(int(pid)):
+            dead.append(r.info.run_id)
+    nested = [
+        r.info.run_id
+        for r in running
+        if r.data.tags.get("mlflow.parentRunId") in dead and r.info.run_id != keep
+    ]
+    swept = [*dead, *(n for n in nested if n not in dead)]
+    for run_id in swept:
+        client.set_terminated(run_id, "KILLED")
+        log.warning("run %s was left RUNNING by a process that is gone: marked KILLED", run_id)
+    return swept
 
 
 def signature(features: list[str], kind: str) -> ModelSignature:
