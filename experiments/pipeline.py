@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from experiments.config import default_config_path
+from experiments.resources import peak_gib, reset_peak
 
 if TYPE_CHECKING:
     from features.audit import ProtectedAccess
@@ -37,16 +38,35 @@ class StageLog:
 
     rows: list[dict[str, object]] = field(default_factory=list)
 
-    def add(self, stage: str, task: str, action: str, seconds: float, detail: str = "") -> None:
+    def add(
+        self,
+        stage: str,
+        task: str,
+        action: str,
+        seconds: float,
+        detail: str = "",
+        peak_gib: float | None = None,
+    ) -> None:
         self.rows.append(
             {
                 "stage": stage,
                 "task": task,
                 "action": action,
                 "seconds": round(seconds, 1),
+                "peak_gib": None if peak_gib is None else round(peak_gib, 2),
                 "detail": detail,
             }
         )
+
+    def markdown(self) -> str:
+        """The stage table: wall time and peak resident memory of every stage."""
+        lines = ["| stage | task | action | seconds | peak GiB |", "|---|---|---|---:|---:|"]
+        for r in self.rows:
+            peak = "–" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
+            lines.append(
+                f"| {r['stage']} | {r['task'] or 'all'} | {r['action']} | {r['seconds']} | {peak} |"
+            )
+        return "\n".join(lines) + "\n"
 
 
 def code_version() -> str:
@@ -135,9 +155,10 @@ def run_all(
             say(f"  {' '.join(filter(None, (name, task)))}: reusing {why}")
             log.add(name, task, "reused", 0.0, why)
             return
+        reset_peak()
         t0 = time.perf_counter()
         run()
-        log.add(name, task, "ran", time.perf_counter() - t0, "")
+        log.add(name, task, "ran", time.perf_counter() - t0, "", peak_gib())
         if key is not None:
             stamps.done(stamp, key)
 

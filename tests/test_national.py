@@ -125,3 +125,22 @@ def test_streaming_from_parquet_gives_the_in_memory_results(
     # calibration in the large survives the down-sampling (hold-out year)
     ratio = a.extra["holdout_expected_events"] / a.extra["holdout_observed_events"]
     assert 0.7 < ratio < 1.4
+
+
+def test_stage_table_reports_each_stages_own_peak() -> None:
+    from experiments.pipeline import StageLog
+    from experiments.resources import peak_gib, reset_peak
+
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB resident
+    del block
+    if reset_peak():  # Linux: the peak restarts, so it is below the freed block's peak
+        before = peak_gib()
+        block = np.ones(256 * 2**20 // 8)
+        assert peak_gib() >= before + 0.2
+        del block
+    log = StageLog()
+    log.add("features", "hennep", "ran", 12.34, peak_gib=1.234)
+    log.add("generate", "", "reused", 0.0)
+    md = log.markdown()
+    assert "| features | hennep | ran | 12.3 | 1.23 |" in md
+    assert "| generate | all | reused | 0.0 | – |" in md
