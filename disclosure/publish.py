@@ -16,6 +16,7 @@ decisions in, a :class:`TaskRelease` out.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -48,6 +49,29 @@ KEEP_VERSIONS = 2
 
 class PublishRefused(RuntimeError):
     """Disclosure control or the export check refused; nothing was published (exit 3)."""
+
+
+class PublishWriteError(PublishRefused):
+    """The public zone cannot be written (not writable, disk full): nothing was published,
+    the old version stays in place. Not disclosure control's refusal: the CLI makes it exit 2
+    (with the directory and the fix); a subclass so callers that catch PublishRefused still do.
+    """
+
+
+def write_error(publish_dir: Path, exc: OSError) -> PublishWriteError:
+    """A :class:`PublishWriteError` naming *publish_dir*, what failed and the fix."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "disk full: no space left on device"
+        fix = f"free space on the disk of {versions_dir(publish_dir)} and publish again"
+    else:
+        denied = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST)
+        why = "not writable" if exc.errno in denied else "cannot write"
+        why += f": {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+        fix = "pass a --publish-dir whose parent is a directory you can write to"
+    return PublishWriteError(
+        f"{publish_dir}: {why} (rule: a new version is written in full, then the link is "
+        f"swapped); nothing was published and the old version stays in place; fix: {fix}"
+    )
 
 
 @dataclass(frozen=True)
@@ -307,7 +331,10 @@ def publish(
     if not releases:
         raise PublishRefused("nothing to publish: no task given")
     vdir = versions_dir(publish_dir)
-    vdir.mkdir(parents=True, exist_ok=True)
+    try:
+        vdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(publish_dir, exc) from exc
     for stale in vdir.glob("*.partial"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     now = datetime.now(UTC)
@@ -362,6 +389,8 @@ def publish(
             shutil.rmtree(final, ignore_errors=True)
         if isinstance(exc, PublishRefused):
             raise
+        if isinstance(exc, OSError):
+            raise write_error(publish_dir, exc) from exc
         if isinstance(exc, Exception):
             raise PublishRefused(
                 f"export failed ({type(exc).__name__}: {exc}); the old version stays in place"

@@ -253,11 +253,16 @@ def task_config(task: str, config_path: Path | None) -> Any:
     """The experiment config for *task* (default: the shipped one); ConfigError if it is for
     another task."""
     from experiments.config import ConfigError, default_config_path, load_config
+    from features.guard import ProtectedAttributeError, UnknownFeatureError, check_selection
 
     path = config_path or default_config_path(task)
     cfg = load_config(path)
     if cfg.task != task:
         raise ConfigError(f"{path}: task is {cfg.task!r} but the command asks for {task!r}")
+    try:  # the guard's refusal, naming the config file
+        check_selection(cfg.features)
+    except (ProtectedAttributeError, UnknownFeatureError) as exc:
+        raise type(exc)(f"{path}: features: {exc}") from None
     return cfg
 
 
@@ -280,7 +285,7 @@ def features(task: str, config_path: Path | None, zones: Zones) -> None:
     """
     from experiments.config import ConfigError
     from features.audit import AREA_COPY_THRESHOLD, COPY_THRESHOLD, ProtectedAccess
-    from features.guard import ProtectedAttributeError, UnknownFeatureError
+    from features.guard import ProtectedAttributeError, UnknownFeatureError, check_stray_copies
     from features.tables import world_years, write_feature_table
     from features.world import WorldFileError
 
@@ -295,6 +300,9 @@ def features(task: str, config_path: Path | None, zones: Zones) -> None:
                 f"{world_dir}: no world here; run `zicht generate` first or pass --data-dir"
             )
         access = ProtectedAccess(world_dir)
+        check_stray_copies(
+            access.stray_copy_scores(world_dir), world_dir=world_dir, threshold=COPY_THRESHOLD
+        )
         years = world_years(world_dir).reference_years(task)
         out = zones.data_dir / "features" / f"{task}.parquet"
         start = time.perf_counter()
@@ -592,7 +600,7 @@ def publish(tasks: tuple[str, ...], zones: Zones) -> None:
     PUBLISH atomically. All or nothing: on any refusal (exit 3) the old version stays.
     Missing predictions or predictions from another world: exit 2.
     """
-    from disclosure.publish import PublishRefused
+    from disclosure.publish import PublishRefused, PublishWriteError
     from disclosure.settings import DisclosureInputError
     from experiments.publish import PublishInputError, publish_tasks
 
@@ -606,7 +614,7 @@ def publish(tasks: tuple[str, ...], zones: Zones) -> None:
                 tracking_uri=zones.tracking_uri,
                 progress=advance,
             )
-    except (PublishInputError, DisclosureInputError) as exc:
+    except (PublishInputError, DisclosureInputError, PublishWriteError) as exc:
         raise BadInput(str(exc)) from None
     except PublishRefused as exc:
         raise PublishRefusedExit(
@@ -873,7 +881,7 @@ def run_cmd(scale: str, seed: int, model_list: str, fresh: bool, zones: Zones) -
     year, publish through disclosure control and write the reviewer reports, for all three
     tasks. Reuses every stage whose inputs are unchanged, and says so.
     """
-    from disclosure.publish import PublishRefused
+    from disclosure.publish import PublishRefused, PublishWriteError
     from disclosure.settings import DisclosureInputError
     from experiments.pipeline import TASKS, RunSettings, run_all
     from experiments.predict import PredictError
@@ -907,6 +915,7 @@ def run_cmd(scale: str, seed: int, model_list: str, fresh: bool, zones: Zones) -
         TrackingError,
         TrainInputError,
         DisclosureInputError,
+        PublishWriteError,
     ) as exc:
         raise BadInput(str(exc)) from None
     except PublishRefused as exc:

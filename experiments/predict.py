@@ -63,7 +63,9 @@ def load_run_model(
             run = MlflowClient().get_run(run_id)
         except mlflow.exceptions.MlflowException:
             raise PredictError(
-                f"run {run_id!r} does not exist in {tracking_uri}; pick one in `zicht ui`"
+                f"--run-id {run_id!r}: does not exist in {tracking_uri} (rule: the run is in the "
+                f"MLflow store); fix: pick a run of zicht/{task} in `zicht ui`, or leave out "
+                "--run-id for the champion"
             ) from None
         if run.data.tags.get("zicht.task") != task:
             raise PredictError(

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.builders import Snapshot, WorldFrames
 from features.catalogue import CATALOGUE
 from features.world import active_at
 from microdata import vocab
-from microdata.schemas import TABLES
+from microdata.schemas import TABLES, is_protected_name
 
 #: Theil's U of origin given a column at or above which the column counts as a copy.
 COPY_THRESHOLD = 0.9
@@ -139,6 +140,38 @@ class ProtectedAccess:
             return out
         z = self._unit_origin(w, task, frame)
         return {c: theils_u(z, frame[c].to_numpy()) for c in columns}
+
+    def stray_copy_scores(self, world_dir: Path) -> dict[tuple[str, str], float]:
+        """How strongly each *undeclared* column of the world's tables determines origin:
+        ``{(file, column): score}``. A column named like a protected attribute scores 1;
+        one in a table with ``person_id`` gets Theil's U of the person's origin given the
+        column (seeded sample). Columns of tables without ``person_id`` are judged by name
+        only. The reader never hands undeclared columns to a builder; this catches an
+        extract that carries a renamed or relabelled copy of origin all the same.
+        """
+        out: dict[tuple[str, str], float] = {}
+        for spec in TABLES.values():
+            path = Path(world_dir) / spec.file
+            try:
+                names = pq.read_schema(path).names
+            except (OSError, pa.ArrowInvalid):  # missing or unreadable: the reader says so
+                continue
+            stray = [c for c in names if c not in spec.columns and not c.startswith("__")]
+            for col in stray:
+                if is_protected_name(col):
+                    out[(spec.file, col)] = 1.0
+                elif "person_id" in names and col != "person_id":
+                    t = pq.read_table(path, columns=["person_id", col]).to_pandas()
+                    if len(t) > SAMPLE_ROWS:
+                        t = t.sample(SAMPLE_ROWS, random_state=0)
+                    ids = t["person_id"].to_numpy(np.int64)
+                    ok = (ids >= 0) & (ids < len(self.__origin))
+                    z = self.__origin[ids[ok]]
+                    x = t[col][ok]
+                    numeric = pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x)
+                    values = x.to_numpy(np.float64) if numeric else pd.factorize(x)[0] * 1.0
+                    out[(spec.file, col)] = theils_u(z, values) if len(z) else 0.0
+        return out
 
     def group_names(self, task: str) -> tuple[str, ...]:
         """The origin groups of *task*'s units, in code order (hennep adds vacant dwellings)."""

@@ -19,6 +19,7 @@ the CLI turns into exit 2 with the feature and the protected column named.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import pandas as pd
 
@@ -33,6 +34,7 @@ __all__ = [
     "check_frame",
     "check_inputs",
     "check_selection",
+    "check_stray_copies",
     "protected_sources",
 ]
 
@@ -58,13 +60,15 @@ def check_selection(names: Iterable[str], catalogue: Mapping[str, Feature] = CAT
     for n in names:
         if is_protected_name(n):
             raise ProtectedAttributeError(
-                f"feature {n!r} names a protected attribute (origin/migration background); "
-                "remove it from the configuration: protected attributes are never features"
+                f"feature {n!r} names a protected attribute (origin/migration background; "
+                "rule: protected attributes are never features); fix: remove it from the "
+                "configuration's features"
             )
     if unknown:
         raise UnknownFeatureError(
-            f"unknown feature(s) {unknown}; the catalogue (docs/features.md) declares "
-            f"{len(catalogue)} features, e.g. {sorted(catalogue)[:5]}"
+            f"unknown feature(s) {unknown} (rule: features are catalogue names; the catalogue "
+            f"declares {len(catalogue)}, e.g. {sorted(catalogue)[:5]}); fix: correct or remove "
+            "them, choosing from docs/features.md (`zicht catalogue`)"
         )
     for n in names:
         bad = protected_sources(catalogue[n])
@@ -114,6 +118,20 @@ def check_frame(
                 raise ProtectedAttributeError(
                     f"feature {col!r} is built from protected column {bad[0]}; it is refused"
                 )
+
+
+def check_stray_copies(
+    scores: Mapping[tuple[str, str], float], *, world_dir: Path, threshold: float
+) -> None:
+    """Refuse a world whose tables carry an undeclared column that is a copy of origin
+    (scores from :meth:`features.audit.ProtectedAccess.stray_copy_scores`)."""
+    for (file, col), score in sorted(scores.items(), key=lambda kv: -kv[1]):
+        if score >= threshold:
+            raise ProtectedAttributeError(
+                f"{Path(world_dir) / file}: column {col}: undeclared copy of persons.herkomst "
+                f"(association {score:.3f} >= {threshold}; rule: no protected attribute in the "
+                "feature inputs, whatever its name); fix: drop the column from the extract"
+            )
 
 
 def check_copies(scores: Mapping[str, float], *, threshold: float) -> None:

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from features import builders as b
 from features.catalogue import CATALOGUE
 from features.guard import check_copies, check_frame, check_selection
-from features.world import WorldReader
+from features.world import WorldFileError, WorldReader
 from microdata import params
 from microdata.geography import neighbours
 
@@ -73,6 +73,7 @@ def world_years(world_dir: Path, frames: b.WorldFrames | None = None) -> WorldYe
     manifest = Path(world_dir) / "manifest.json"
     if manifest.exists():
         doc = json.loads(manifest.read_text())
+        check_generator_version(manifest, doc)
         return WorldYears(
             int(doc["first_year"]), int(doc["last_year"]), int(doc.get("window", params.WINDOW))
         )
@@ -82,6 +83,18 @@ def world_years(world_dir: Path, frames: b.WorldFrames | None = None) -> WorldYe
         else WorldReader(world_dir).read("area_stats", ["year"])
     )
     return WorldYears(int(stats["year"].min()), int(stats["year"].max()))
+
+
+def check_generator_version(manifest: Path, doc: dict) -> None:
+    """Refuse a world written by a generator of another major version (its tables may mean
+    something else): :class:`WorldFileError` with the fix."""
+    version = str(doc.get("generator_version", ""))
+    if version.split(".")[0] != params.GENERATOR_VERSION.split(".")[0]:
+        raise WorldFileError(
+            f"{manifest}: column generator_version: same major version as this generator "
+            f"({params.GENERATOR_VERSION}): the world was made by generator "
+            f"{version or 'unknown'}; fix: regenerate it with `zicht generate --overwrite`"
+        )
 
 
 def load_world(world_dir: Path) -> b.WorldFrames:
@@ -195,7 +208,14 @@ def write_feature_table(
             if audit is not None and t == years[0]:
                 # the columns are the same code every year: one audited year suffices
                 check_copies(audit(w, frame), threshold=copy_threshold)
-            frame = schema.validate(frame)
+            try:
+                frame = schema.validate(frame)
+            except pa.errors.SchemaError as exc:  # a world the validator would reject
+                raise WorldFileError(
+                    f"{out_path}: column {exc.schema.name}: {str(exc).splitlines()[0]} "
+                    f"(reference year {t}); the world's tables do not fit together; fix: run "
+                    "`zicht world validate` and correct what it lists"
+                ) from None
             table = pa_arrow.Table.from_pandas(frame, preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")

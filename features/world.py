@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -90,16 +91,48 @@ class WorldReader:
             )
         path = self._path(table)
         try:
+            _check_columns(path, table, cols)
             if year is None and years is None:
-                return pq.read_table(path, columns=cols).to_pandas()
-            lo, hi = (year, year) if year is not None else years  # type: ignore[misc]
-            dataset = ds.dataset(path, format="parquet")
-            flt = (ds.field("year") >= lo) & (ds.field("year") <= hi)
-            return dataset.to_table(columns=cols, filter=flt).to_pandas()
-        except OSError as exc:  # pragma: no cover - pyarrow's message names the file
+                data = pq.read_table(path, columns=cols)
+            else:
+                lo, hi = (year, year) if year is not None else years  # type: ignore[misc]
+                dataset = ds.dataset(path, format="parquet")
+                flt = (ds.field("year") >= lo) & (ds.field("year") <= hi)
+                data = dataset.to_table(columns=cols, filter=flt)
+        except (OSError, pa.ArrowInvalid) as exc:  # a truncated or non-Parquet file
             raise WorldFileError(
-                f"{path}: cannot read ({exc}); re-export or regenerate it"
+                f"{path}: column *: readable Parquet: cannot read ({exc}); fix: re-export the "
+                "file or regenerate the world with `zicht generate --overwrite`"
             ) from exc
+        for col in cols:
+            nulls = data.column(col).null_count
+            if nulls and not TABLES[table].columns[col].nullable:
+                raise WorldFileError(
+                    f"{path}: column {col}: not null: {nulls} empty value(s); fix: fill or drop "
+                    "them (`zicht world validate` lists every problem)"
+                )
+        return data.to_pandas()
+
+
+def _check_columns(path: Path, table: str, cols: list[str]) -> None:
+    """Refuse a file that lacks one of *cols* or holds it with the wrong type (cheap: the
+    Parquet schema only); values, keys and references are `zicht world validate`'s job."""
+    from microdata.validate import column_family
+
+    schema = pq.read_schema(path)
+    for col in cols:
+        want = TABLES[table].columns[col].family
+        if col not in schema.names:
+            raise WorldFileError(
+                f"{path}: column {col}: column present: missing; fix: add column {col!r} "
+                f"({want}) to the extract (`zicht world validate` lists every problem)"
+            )
+        found = column_family(schema.field(col).type)
+        if found != want and not (want == "float" and found == "int"):
+            raise WorldFileError(
+                f"{path}: column {col}: type {want}: found {schema.field(col).type}; fix: cast "
+                f"{col!r} to {want} (`zicht world validate` lists every problem)"
+            )
 
 
 def dense(

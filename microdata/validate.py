@@ -55,6 +55,11 @@ def _family(t: pa.DataType) -> Family | None:
     return None
 
 
+def column_family(t: pa.DataType) -> Family | None:
+    """The schema's type family of an Arrow type (a dictionary of strings is ``str``)."""
+    return _family(t)
+
+
 def _examples(values: Iterable) -> str:
     vals = list(values)[:MAX_EXAMPLES]
     return ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in vals)
@@ -292,6 +297,53 @@ def _hierarchy_problems(world: Path) -> list[Problem]:
     return out
 
 
+def _empty_area_problems(world: Path) -> list[Problem]:
+    """Empty areas: a buurt, wijk or gemeente without key figures (no ``area_stats`` row) in
+    a year the table covers, and a wijk, gemeente or RIEC region without any area below it.
+    Features and roll-ups would silently treat such an area as missing."""
+    try:
+        areas = pq.read_table(
+            world / TABLES["areas"].file, columns=["area_code", "level", "parent_code"]
+        ).to_pandas()
+        stats = pq.read_table(
+            world / TABLES["area_stats"].file, columns=["area_code", "year"]
+        ).to_pandas()
+    except (OSError, pa.ArrowInvalid, KeyError):
+        return []
+    out = []
+    codes = areas["area_code"].astype(str)
+    have = set(zip(stats["area_code"].astype(str), stats["year"].astype(int), strict=True))
+    years = sorted(set(stats["year"].astype(int)))
+    for level in ("buurt", "wijk", "gemeente"):
+        mine = codes[areas["level"] == level]
+        empty = [c for c in mine if any((c, y) not in have for y in years)]
+        if empty:
+            out.append(
+                Problem(
+                    "area_stats.parquet",
+                    "area_code",
+                    f"every {level} has key figures each year",
+                    f"{len(empty)} {level}(en) of areas.parquet without a row in some year, "
+                    f"e.g. {_examples(empty)}",
+                    "add their rows (0 inhabitants is a valid row) or drop them from areas.parquet",
+                )
+            )
+    parents = set(areas["parent_code"].dropna().astype(str))
+    for level in ("riec", "gemeente", "wijk"):
+        childless = [c for c in codes[areas["level"] == level] if c not in parents]
+        if childless:
+            out.append(
+                Problem(
+                    "areas.parquet",
+                    "parent_code",
+                    f"every {level} has areas below it",
+                    f"{len(childless)} empty {level}(s), e.g. {_examples(childless)}",
+                    "add the areas below them or drop them from areas.parquet",
+                )
+            )
+    return out
+
+
 def _manifest_problems(world: Path) -> list[Problem]:
     path = world / "manifest.json"
     if not path.exists():
@@ -362,6 +414,8 @@ def validate_world(
         problems += _reference_problems(world, spec, cache)
     if any(s.name == "areas" for s in readable):
         problems += _hierarchy_problems(world)
+        if any(s.name == "area_stats" for s in readable):
+            problems += _empty_area_problems(world)
     return sorted(set(problems))
 
 
