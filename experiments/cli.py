@@ -934,6 +934,62 @@ def run_cmd(scale: str, seed: int, model_list: str, fresh: bool, zones: Zones) -
     click.echo(f"  review zone  {zones.review_dir / 'index.html'}")
 
 
+class AuditFoundExit(click.ClickException):
+    """``audit artifacts`` found something: exit 4 (the findings are already printed)."""
+
+    exit_code = EXIT_AUDIT
+
+    def show(self, file: Any = None) -> None:
+        err_console.print(f"[bold red]audit:[/] {self.message}", highlight=False)
+
+
+@cli.group(short_help="Audits of what left the secure zone.")
+def audit() -> None:
+    """Audits (``zicht audit artifacts``)."""
+
+
+@audit.command("artifacts")
+@click.option("--no-mlflow", is_flag=True, help="Leave the MLflow store out of the scan.")
+@common_options
+def audit_artifacts_cmd(no_mlflow: bool, zones: Zones) -> None:
+    """Scan every MLflow artifact (runs and logged models), REVIEW/ and the current PUBLISH/
+    version for unit-level content: unit-id columns or values, tables with one row per unit,
+    measures on cells under min_count, files not in (or changed since) the publish manifest,
+    HTML with external assets, models outside the secure zone, model input examples and
+    unreadable files. Exit 0 when clean, 4 when anything is found (see docs/audit.md).
+    """
+    from rich.table import Table
+
+    from experiments.audit import AuditError, gather, scan, scan_context
+    from reports.scan import summary_rows
+
+    try:
+        ctx = scan_context(zones.data_dir)
+        with gather(
+            review_dir=zones.review_dir,
+            publish_dir=zones.publish_dir,
+            tracking_uri=None if no_mlflow else zones.tracking_uri,
+        ) as sources:
+            with stage_progress(len(sources.targets), "audit artifacts") as advance:
+                result = scan(sources, ctx, progress=advance)
+    except AuditError as exc:
+        raise BadInput(str(exc)) from None
+    out = Console(highlight=False, soft_wrap=True)
+    table = Table(title="zicht audit artifacts")
+    for col in ("zone", "files", "png (plot tests)", "findings"):
+        table.add_column(col, justify="left" if col == "zone" else "right")
+    for zone, files, png, found in summary_rows(result):
+        table.add_row(zone, str(files), str(png), str(found))
+    out.print(table)
+    for check, k in sorted(result.by_check().items()):
+        out.print(f"  {check}: {k}")
+    for finding in result.findings:
+        out.print(str(finding), markup=False)
+    if result.findings:
+        raise AuditFoundExit(f"{len(result.findings)} finding(s); see above")
+    click.echo("audit: clean (0 findings)")
+
+
 class VerifyMismatchExit(click.ClickException):
     """``verify`` recomputed a metric that differs from the recorded one: exit 1."""
 

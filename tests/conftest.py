@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,58 @@ def region_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("region")
     write_world(data, get_scale("region"), seed=7)
     return data
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """The zones of one tiny ``zicht run`` (LightGBM and logistic), and what it printed."""
+
+    root: Path
+    out: str
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def publish(self) -> Path:
+        return self.root / "publish"
+
+    @property
+    def review(self) -> Path:
+        return self.root / "review"
+
+    @property
+    def store(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def args(self) -> list[str]:
+        return [
+            "--data-dir",
+            str(self.data),
+            "--publish-dir",
+            str(self.publish),
+            "--review-dir",
+            str(self.review),
+            "--tracking-uri",
+            self.store,
+        ]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """One end-to-end ``zicht run --scale tiny`` per session (a few minutes), shared.
+
+    test_pipeline reruns into the same zones (full reuse: nothing changes) and runs another
+    seed in a copy; other users only read them, and anything they plant goes into copies.
+    """
+    from experiments.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    run = TinyRun(root, "")
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["run", "--scale", "tiny", "--models", "lightgbm,logistic", *run.args])
+    assert code == 0, buffer.getvalue()
+    return TinyRun(root, buffer.getvalue())

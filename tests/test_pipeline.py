@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
@@ -13,22 +15,11 @@ from experiments.cli import main
 
 
 def test_zicht_run_makes_every_zone_and_then_reuses_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, pub, review = tmp_path / "data", tmp_path / "publish", tmp_path / "review"
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
-        "--data-dir",
-        str(data),
-        "--publish-dir",
-        str(pub),
-        "--review-dir",
-        str(review),
-        "--tracking-uri",
-        store,
-    ]
-    assert main(["run", "--scale", "tiny", "--models", "lightgbm,logistic", *args]) == 0
-    out = capsys.readouterr().out
+    data, pub, review = tiny_run.data, tiny_run.publish, tiny_run.review
+    store, args = tiny_run.store, tiny_run.args
+    out = tiny_run.out  # the first run, made by the session fixture (conftest.py)
     assert "15 stages ran, 0 reused" in out and "review/index.html" in out
     # the public zone: a link to a complete version with the three tasks
     assert pub.is_symlink()
@@ -49,6 +40,10 @@ def test_zicht_run_makes_every_zone_and_then_reuses_it(
     assert main(["run", "--scale", "tiny", "--models", "lightgbm,logistic", *args]) == 0
     again = capsys.readouterr().out
     assert "0 stages ran, 15 reused" in again and "reusing the benchmark" in again
-    # another seed is another world: it reruns from the start
+    # another seed is another world: it reruns from the start (in a copy of the zones, so the
+    # shared tiny_run stays the seed-7 run that later tests, e.g. test_repro, read)
+    copy = tmp_path / "zones"
+    shutil.copytree(tiny_run.root, copy, symlinks=True)
+    args = type(tiny_run)(copy, "").args
     assert main(["run", "--scale", "tiny", "--seed", "8", "--models", "lightgbm", *args]) == 0
     assert "15 stages ran, 0 reused" in capsys.readouterr().out

@@ -1,0 +1,568 @@
+"""The artifact scanner behind ``zicht audit artifacts``: files in, findings out.
+
+This is the pure core (no MLflow; the edge that finds the files is :mod:`experiments.audit`).
+:func:`scan_file` reads one file and returns :class:`Finding` records; :func:`scan_publish`
+adds the public zone's manifest checks. A finding names the zone, the file, the check and a
+detail made of column names and counts only: never a cell value, which could identify a unit.
+
+Checks (``Finding.check``), as in CONTRACT.md "What `zicht audit artifacts` checks":
+
+``unit_id_column``
+    A table column whose *name* looks like a unit id (:func:`is_unit_id_column`).
+``unit_id_values``
+    A column whose *values* look like unit ids: integer keys (or all-digit strings), all
+    distinct, over at least :data:`ID_VALUE_MIN_ROWS` rows.
+``unit_rows``
+    A table whose row count equals the size of a unit table of the world (persons,
+    dwellings, households, establishments; also a task's feature rows, per year, and its
+    predictions), from :class:`ScanContext`; or a table that is clearly one row per unit:
+    at least :data:`FEATURE_COLUMNS_MIN` feature-catalogue columns over more than
+    :data:`MAX_AGGREGATE_ROWS` rows (feature rows or a per-row SHAP dump).
+``small_count``
+    A row whose count column (``n``, ``units``, ...) is under ``min_count`` while one of its
+    measures is not empty. Published tables name their governed measures in ``schema.json``
+    (``n`` and ``inhabitants`` are always published); elsewhere every column that is not a
+    count, a code, a name or a status is a measure.
+``not_in_manifest``, ``checksum``, ``missing_file``, ``no_manifest``
+    The public zone against its ``manifest.json``.
+``external_asset``
+    HTML that loads something from elsewhere: ``src``/``href``/``srcset``/... to
+    ``http(s)://`` or protocol-relative ``//``, or CSS ``url(http...)``/``@import``.
+``model_outside_secure``
+    An MLflow model (``MLmodel``) or a model file (``*.pkl``, ``*.joblib``, ``*.skops``,
+    ``*.ubj``, a LightGBM text dump) in the review or public zone.
+``input_example``
+    An MLflow model with an ``input_example.json``/``serving_input_example.json``: input
+    examples are never built from microdata.
+``unreadable``
+    A CSV, Parquet, JSON, GeoJSON or HTML file that cannot be parsed, or a ``.png`` that is
+    not a PNG. A readable PNG cannot be checked here: every plot function takes binned
+    aggregate frames only (:mod:`reports.plots`, proved by ``tests/test_plots.py``), so PNGs
+    are counted, not findings.
+
+Unit-id rule (the *name* check). A column name is split into lower-case tokens (``_``,
+``-``, ``.``, spaces, camelCase). It is a unit id when a token is a CBS record key (``rin``,
+``rinpersoon``, ``rinobject``, ``bsn``, ``anummer``) or an address (``address``, ``adres``,
+``huisnummer``), or when it is exactly ``id`` or ends in ``id``/``nr``/``key`` and the
+tokens before that are not bookkeeping (MLflow runs, experiments, models, Optuna trials and
+studies, folds, versions) or an area (``buurt``, ``wijk``, ``gemeente``, ``riec``,
+``area``, ``region``). So ``person_id``, ``dwelling_id``, ``household_id``,
+``establishment_id``, ``mother_id``, ``cell_id``, ``adres_id`` are unit ids; ``run_id``,
+``experiment_id``, ``area_code``, ``buurt_code`` and ``gemeente_id`` are not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from microdata.io import sha256_file
+
+ZONES = ("mlflow", "review", "publish")
+CHECKS = (
+    "unit_id_column",
+    "unit_id_values",
+    "unit_rows",
+    "small_count",
+    "not_in_manifest",
+    "checksum",
+    "missing_file",
+    "no_manifest",
+    "external_asset",
+    "model_outside_secure",
+    "input_example",
+    "unreadable",
+)
+#: Zones where models may live (the MLflow artifact store is the secure zone).
+SECURE_ZONES = frozenset({"mlflow"})
+
+_RECORD_KEYS = frozenset({"rin", "rinpersoon", "rinpersoons", "rinobject", "bsn", "anummer"})
+_ADDRESS = frozenset({"address", "addresses", "adres", "adressen", "huisnummer"})
+_ID_SUFFIX = frozenset({"id", "nr", "key"})
+_BOOKKEEPING = frozenset(
+    {"run", "experiment", "model", "trial", "study", "fold", "version", "artifact", "parent"}
+)
+_AREA = frozenset({"buurt", "wijk", "gemeente", "riec", "area", "region", "regio"})
+_TOKEN = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+#: Columns that count the units a row rests on (the same names ``review_table`` checks).
+COUNT_COLUMNS = ("n", "units", "n_units", "units_above", "units_below")
+#: Columns that are never a measure: place, label, bookkeeping.
+META_COLUMNS = frozenset(
+    {
+        "area_code",
+        "area_name",
+        "level",
+        "parent_code",
+        "age_group",
+        "branch",
+        "branch_name",
+        "sbi",
+        "year",
+        "breakdown",
+        "basis",
+        "reason",
+        "status",
+        "geometry",
+        "feature",
+        "rank",
+    }
+)
+#: Measures that are always published, whatever ``n`` is (see :mod:`disclosure.publish`).
+ALWAYS_PUBLISHED = frozenset({"n", "inhabitants"})
+#: A table with more rows than this and many feature columns is one row per unit.
+MAX_AGGREGATE_ROWS = 500
+FEATURE_COLUMNS_MIN = 3
+#: Fewest rows for the value-based unit-id check and for a row count to match a unit table.
+ID_VALUE_MIN_ROWS = 1000
+UNIT_ROWS_MIN = 100
+#: Model files (besides a directory with ``MLmodel``).
+MODEL_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".skops", ".ubj", ".lgb", ".onnx"})
+INPUT_EXAMPLES = frozenset({"input_example.json", "serving_input_example.json"})
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TABLE_SUFFIXES = frozenset({".csv", ".parquet", ".json", ".geojson"})
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the audit found. *detail* holds column names and counts, never a value."""
+
+    zone: str
+    path: str
+    check: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.zone}: {self.path}: {self.check}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class ScanContext:
+    """What the checks compare against, gathered by the edge from the secure zone.
+
+    ``unit_counts``: row count -> what has that many rows (``"persons"``, ``"hennep
+    features 2021"``...). ``feature_names``: the feature catalogue's names.
+    """
+
+    min_count: int = 10
+    unit_counts: Mapping[int, str] = field(default_factory=dict)
+    feature_names: frozenset[str] = frozenset()
+
+
+@dataclass
+class ScanResult:
+    """Findings, and how many files were scanned per zone (and how many PNGs were skipped)."""
+
+    findings: list[Finding] = field(default_factory=list)
+    scanned: dict[str, int] = field(default_factory=dict)
+    png: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: ScanResult) -> None:
+        self.findings.extend(other.findings)
+        for zone, k in other.scanned.items():
+            self.scanned[zone] = self.scanned.get(zone, 0) + k
+        for zone, k in other.png.items():
+            self.png[zone] = self.png.get(zone, 0) + k
+
+    def by_check(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.findings:
+            out[f.check] = out.get(f.check, 0) + 1
+        return out
+
+
+# --------------------------------------------------------------------------- column rules
+
+
+def _tokens(name: str) -> list[str]:
+    return [t.lower() for part in re.split(r"[_\-.\s/]+", name) for t in _TOKEN.findall(part)]
+
+
+def is_unit_id_column(name: object) -> bool:
+    """Whether a column *name* looks like a unit id (the rule is in the module docstring)."""
+    tokens = _tokens(str(name))
+    if not tokens:
+        return False
+    if _RECORD_KEYS.intersection(tokens) or _ADDRESS.intersection(tokens):
+        return True
+    if tokens[-1] not in _ID_SUFFIX:
+        return False
+    before = tokens[:-1]
+    if not before:
+        return tokens[-1] == "id"
+    return not (_BOOKKEEPING.intersection(before) or _AREA.intersection(before))
+
+
+def _looks_like_id_values(values: pd.Series) -> bool:
+    """Integer keys (or all-digit strings), all distinct, over many rows."""
+    v = values.dropna()
+    if len(v) < ID_VALUE_MIN_ROWS or len(v) != len(values):
+        return False
+    if pd.api.types.is_bool_dtype(v) or pd.api.types.is_float_dtype(v):
+        return False
+    if not pd.api.types.is_integer_dtype(v):
+        s = v.astype(str)
+        if not s.str.fullmatch(r"\d{1,18}").all():
+            return False
+        v = s.astype("int64")
+    return bool(v.is_unique)
+
+
+def _empty(values: pd.Series) -> pd.Series:
+    return values.isna() | values.astype(str).str.strip().isin(["", "–", "-", "nan", "None"])
+
+
+# --------------------------------------------------------------------------- table checks
+
+
+def check_table(
+    frame: pd.DataFrame,
+    *,
+    zone: str,
+    path: str,
+    ctx: ScanContext,
+    measures: Sequence[str] | None = None,
+    where: str = "",
+) -> list[Finding]:
+    """The table checks on one frame: unit-id columns and values, unit rows, small counts.
+
+    *measures*: the columns governed by disclosure control (from ``schema.json``); None
+    means every column that is not a count, a code, a name or a status. *where* says which
+    table of the file (a JSON path, an HTML table number).
+    """
+    at = f"{where}: " if where else ""
+    out: list[Finding] = []
+
+    def add(check: str, detail: str) -> None:
+        out.append(Finding(zone, path, check, at + detail))
+
+    columns = [str(c) for c in frame.columns]
+    frame = frame.set_axis(columns, axis=1)
+    ids = [c for c in columns if is_unit_id_column(c)]
+    if ids:
+        add("unit_id_column", f"column(s) {ids} look like unit ids")
+    by_values = [
+        c
+        for c in columns
+        if c not in ids and _looks_like_id_values(frame.iloc[:, columns.index(c)])
+    ]
+    if by_values:
+        add(
+            "unit_id_values",
+            f"column(s) {by_values} hold {len(frame)} distinct integer keys (like unit ids)",
+        )
+    rows = len(frame)
+    if rows >= UNIT_ROWS_MIN and rows in ctx.unit_counts:
+        add("unit_rows", f"{rows} rows: as many as {ctx.unit_counts[rows]}")
+    else:
+        feats = [c for c in columns if c in ctx.feature_names]
+        if rows > MAX_AGGREGATE_ROWS and len(feats) >= FEATURE_COLUMNS_MIN:
+            add(
+                "unit_rows",
+                f"{rows} rows with {len(feats)} feature columns: one row per unit "
+                "(feature rows or per-row SHAP values)",
+            )
+    for detail in _small_counts(frame, columns, ctx.min_count, measures):
+        add("small_count", detail)
+    return out
+
+
+def _small_counts(
+    frame: pd.DataFrame, columns: list[str], min_count: int, measures: Sequence[str] | None
+) -> list[str]:
+    """Per count column under *min_count*: which measures still show a value (names only)."""
+    counts = [c for c in COUNT_COLUMNS if c in columns]
+    if not counts or frame.empty:
+        return []
+    if measures is None:
+        governed = [
+            c
+            for c in columns
+            if c not in COUNT_COLUMNS
+            and c not in META_COLUMNS
+            and c not in ALWAYS_PUBLISHED
+            and not c.startswith(("status_", "reason_"))
+            and not c.endswith(("_code", "_name"))
+            and not is_unit_id_column(c)
+        ]
+    else:
+        governed = [c for c in measures if c in columns and c not in ALWAYS_PUBLISHED]
+    if not governed:
+        return []
+    filled = ~pd.concat([_empty(frame[c]) for c in governed], axis=1).set_axis(governed, axis=1)
+    details = []
+    for c in counts:
+        k = pd.to_numeric(frame[c], errors="coerce")
+        small = (k < min_count).fillna(False).to_numpy(dtype=bool)
+        shown = filled[small]
+        hit = [g for g in governed if bool(shown[g].any())]
+        if hit:
+            rows = int(shown.any(axis=1).sum())
+            details.append(f"{rows} row(s) with {c} under {min_count} show a value in {hit}")
+    return details
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _json_tables(doc: Any, where: str = "$", depth: int = 0) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Tabular parts of a JSON document: lists of records, dicts of equal-length lists,
+    ``{"columns", "data"}`` (pandas split / MLflow input examples), GeoJSON properties."""
+    if depth > 4:
+        return
+    if isinstance(doc, dict):
+        if doc.get("type") == "FeatureCollection" and isinstance(doc.get("features"), list):
+            props = [f.get("properties") or {} for f in doc["features"] if isinstance(f, dict)]
+            yield f"{where}.features[].properties", pd.DataFrame.from_records(props)
+            return
+        if isinstance(doc.get("columns"), list) and isinstance(doc.get("data"), list):
+            data = [r for r in doc["data"] if isinstance(r, list)]
+            if len(data) == len(doc["data"]) and all(len(r) == len(doc["columns"]) for r in data):
+                yield where, pd.DataFrame(data, columns=[str(c) for c in doc["columns"]])
+                return
+        values = list(doc.values())
+        if len(values) >= 2 and all(isinstance(v, list) for v in values):
+            lengths = {len(v) for v in values}
+            if (
+                len(lengths) == 1
+                and lengths != {0}
+                and not any(isinstance(x, dict | list) for v in values for x in v)
+            ):
+                yield where, pd.DataFrame({str(k): v for k, v in doc.items()})
+                return
+        for key, value in doc.items():
+            yield from _json_tables(value, f"{where}.{key}", depth + 1)
+    elif isinstance(doc, list) and doc and all(isinstance(r, dict) for r in doc):
+        if all(not isinstance(x, dict | list) for r in doc for x in r.values()):
+            yield where, pd.DataFrame.from_records(doc)
+        else:
+            for i, r in enumerate(doc[:50]):
+                yield from _json_tables(r, f"{where}[{i}]", depth + 1)
+
+
+# The stdlib parser: none of lxml, bs4 or html5lib (which pandas.read_html needs) is a
+# dependency of the project, and the pages are our own well-formed Jinja2 output.
+class _PageParser(HTMLParser):
+    """Collects the tables (rows of cell texts, header flags) and the external references."""
+
+    ASSET_ATTRS = frozenset(
+        {"src", "href", "srcset", "data", "poster", "action", "formaction", "background"}
+    )
+    EXTERNAL = re.compile(r"^\s*(?:https?:)?//", re.I)
+    CSS_EXTERNAL = re.compile(r"@import|url\(\s*['\"]?\s*(?:https?:)?//", re.I)
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables: list[list[tuple[list[str], bool]]] = []
+        self.external: list[str] = []
+        self._stack: list[list[tuple[list[str], bool]]] = []
+        self._row: list[str] | None = None
+        self._row_header = False
+        self._cell: list[str] | None = None
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if value is None:
+                continue
+            if name in self.ASSET_ATTRS and any(
+                self.EXTERNAL.match(part) for part in value.split(",")
+            ):
+                self.external.append(f"<{tag} {name}>")
+            elif name == "style" and self.CSS_EXTERNAL.search(value):
+                self.external.append(f"<{tag} style>")
+        if tag == "table":
+            self._stack.append([])
+        elif tag == "tr" and self._stack:
+            self._row, self._row_header = [], True
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+            self._row_header = self._row_header and tag == "th"
+        elif tag == "style":
+            self._in_style = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._stack:
+            if self._row:
+                self._stack[-1].append((self._row, self._row_header))
+            self._row = None
+        elif tag == "table" and self._stack:
+            self.tables.append(self._stack.pop())
+        elif tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._in_style and self.CSS_EXTERNAL.search(data):
+            self.external.append("<style> url()/@import")
+
+
+def _html_frame(rows: list[tuple[list[str], bool]]) -> pd.DataFrame:
+    """A parsed table as a frame: the first row gives the columns when it is all ``<th>``;
+    numbers (``1,234``, ``0.5``) become numbers and ``–`` becomes missing."""
+    header = rows[0][0] if rows and rows[0][1] else None
+    body = [r for r, _ in (rows[1:] if header else rows)]
+    width = max([len(header or [])] + [len(r) for r in body])
+    columns = list(header or []) + [f"col{i}" for i in range(len(header or []), width)]
+    frame = pd.DataFrame([r + [""] * (width - len(r)) for r in body], columns=columns)
+    for c in frame.columns:
+        text = frame[c].astype(str).str.replace(",", "", regex=False).str.strip()
+        text = text.mask(text.isin(["–", "-", ""]))
+        num = pd.to_numeric(text, errors="coerce")
+        if num.notna().sum() == text.notna().sum():
+            frame[c] = num
+    return frame
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _is_lightgbm_dump(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(64)
+    return head.startswith(b"tree\n")  # LightGBM's model text: "tree\nversion=v4\n..."
+
+
+def is_model_file(path: Path) -> bool:
+    """An MLflow ``MLmodel`` or a serialised model (by suffix, or a LightGBM text dump)."""
+    if path.name == "MLmodel" or path.suffix.lower() in MODEL_SUFFIXES:
+        return True
+    return path.suffix.lower() == ".txt" and _is_lightgbm_dump(path)
+
+
+def _schema_measures(path: Path) -> list[str] | None:
+    """The governed measures of a published level table, from ``schema.json`` beside it."""
+    schema = path.parent / "schema.json"
+    if not schema.is_file():
+        return None
+    try:
+        doc = json.loads(schema.read_text())
+    except (OSError, ValueError):
+        return None
+    measures = doc.get("measures") if isinstance(doc, dict) else None
+    return [str(m) for m in measures] if isinstance(measures, dict | list) else None
+
+
+def scan_file(path: Path, *, zone: str, name: str, ctx: ScanContext) -> ScanResult:
+    """All checks on one file. *name* is how findings refer to it (relative to its zone)."""
+    result = ScanResult(scanned={zone: 1})
+    out = result.findings
+    suffix = path.suffix.lower()
+
+    def add(check: str, detail: str) -> None:
+        out.append(Finding(zone, name, check, detail))
+
+    try:
+        if zone not in SECURE_ZONES and is_model_file(path):
+            add("model_outside_secure", "a model file; models stay in the MLflow store")
+        if path.name in INPUT_EXAMPLES and (path.parent / "MLmodel").exists():
+            add("input_example", "the model was logged with an input example (unit rows)")
+        if suffix == ".png":
+            with path.open("rb") as fh:
+                if fh.read(8) != PNG_SIGNATURE:
+                    add("unreadable", "not a PNG file")
+                else:
+                    result.png[zone] = 1
+            return result
+        if suffix in TABLE_SUFFIXES:
+            measures = _schema_measures(path) if zone == "publish" else None
+            for where, frame in _read_tables(path):
+                out.extend(
+                    check_table(
+                        frame, zone=zone, path=name, ctx=ctx, measures=measures, where=where
+                    )
+                )
+        elif suffix in HTML_SUFFIXES:
+            out.extend(scan_html(path.read_text(encoding="utf-8"), zone=zone, path=name, ctx=ctx))
+    except Exception as exc:  # any reader error: the file cannot be checked
+        add("unreadable", f"cannot be read as {suffix or 'a file'} ({type(exc).__name__})")
+    return result
+
+
+def _read_tables(path: Path) -> Iterator[tuple[str, pd.DataFrame]]:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        yield "", pd.read_csv(path, keep_default_na=False, na_values=[""], low_memory=False)
+    elif suffix == ".parquet":
+        yield "", pq.read_table(path).to_pandas()
+    else:
+        yield from _json_tables(json.loads(path.read_text(encoding="utf-8")))
+
+
+def scan_html(html: str, *, zone: str, path: str, ctx: ScanContext) -> list[Finding]:
+    """External assets, and every embedded ``<table>`` checked as a table."""
+    parser = _PageParser()
+    parser.feed(html)
+    parser.close()
+    out: list[Finding] = []
+    if parser.external:
+        refs = sorted(set(parser.external))
+        out.append(
+            Finding(zone, path, "external_asset", f"{len(parser.external)} external ref(s): {refs}")
+        )
+    for i, rows in enumerate(parser.tables, start=1):
+        if rows:
+            out.extend(
+                check_table(_html_frame(rows), zone=zone, path=path, ctx=ctx, where=f"table {i}")
+            )
+    return out
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Every regular file under *root* (following directory links), sorted."""
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            yield p
+
+
+def scan_tree(root: Path, *, zone: str, ctx: ScanContext, prefix: str = "") -> ScanResult:
+    """:func:`scan_file` on every file under *root*."""
+    result = ScanResult(scanned={zone: 0})
+    for p in iter_files(root):
+        result.add(scan_file(p, zone=zone, name=prefix + p.relative_to(root).as_posix(), ctx=ctx))
+    return result
+
+
+def scan_publish_manifest(version: Path, *, zone: str = "publish") -> list[Finding]:
+    """The public zone against its manifest: strays, changed files, missing files."""
+    manifest = version / "manifest.json"
+    if not manifest.is_file():
+        return [Finding(zone, "manifest.json", "no_manifest", "the version has no manifest.json")]
+    try:
+        files = json.loads(manifest.read_text()).get("files", {})
+        if not isinstance(files, dict):
+            raise ValueError("files is not an object")
+    except (ValueError, AttributeError) as exc:
+        return [Finding(zone, "manifest.json", "unreadable", f"manifest ({type(exc).__name__})")]
+    out = []
+    on_disk = {p.relative_to(version).as_posix() for p in iter_files(version)}
+    for rel in sorted(on_disk - set(files) - {"manifest.json"}):
+        out.append(Finding(zone, rel, "not_in_manifest", "a file the manifest does not list"))
+    for rel, digest in sorted(files.items()):
+        path = version / rel
+        if not path.is_file():
+            out.append(Finding(zone, rel, "missing_file", "listed in the manifest, not on disk"))
+        elif sha256_file(path) != digest:
+            out.append(Finding(zone, rel, "checksum", "SHA-256 differs from the manifest"))
+    return out
+
+
+def summary_rows(result: ScanResult) -> Iterable[tuple[str, int, int, int]]:
+    """Per zone: files scanned, PNGs (not readable; covered by the plot tests), findings."""
+    for zone in ZONES:
+        if zone in result.scanned:
+            found = sum(1 for f in result.findings if f.zone == zone)
+            yield zone, result.scanned[zone], result.png.get(zone, 0), found

@@ -1,0 +1,265 @@
+"""`zicht audit artifacts`: clean after a tiny end-to-end run; every planted leak is found.
+
+The clean run is the session's shared tiny `zicht run` (``tiny_run`` in conftest.py). Every
+planted file goes into copies of its zones (or a temporary MLflow store), never into the
+shared ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from experiments.audit import scan_context
+from experiments.cli import main
+from reports.scan import ScanContext, check_table, is_unit_id_column, scan_file
+
+
+def _audit(*args: str) -> int:
+    return main(["audit", "artifacts", *args])
+
+
+def test_clean_after_a_tiny_run(tiny_run: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _audit(*tiny_run.args) == 0
+    out = capsys.readouterr().out
+    assert "audit: clean (0 findings)" in out
+    for zone in ("mlflow", "review", "publish"):
+        assert zone in out  # every zone was scanned
+
+
+@pytest.fixture
+def zones(tiny_run: Any, tmp_path: Path) -> dict[str, Path]:
+    """Copies of the tiny run's review zone and current public version (behind a link)."""
+    review = tmp_path / "review"
+    shutil.copytree(tiny_run.review, review)
+    version = tmp_path / "publish.d" / tiny_run.publish.resolve().name
+    shutil.copytree(tiny_run.publish.resolve(), version)
+    publish = tmp_path / "publish"
+    os.symlink(os.path.relpath(version, tmp_path), publish, target_is_directory=True)
+    return {"data": tiny_run.data, "review": review, "publish": publish, "version": version}
+
+
+def _person_id_csv(z: dict[str, Path], _run: Any) -> str:
+    frame = pd.DataFrame({"person_id": [11, 12, 13], "units": [40, 50, 60]})
+    frame.to_csv(z["review"] / "leak.csv", index=False)
+    return "leak.csv"
+
+
+def _stray_parquet(z: dict[str, Path], _run: Any) -> str:
+    pd.DataFrame({"area_code": ["NL"], "n": [100]}).to_parquet(
+        z["publish"] / "hennep" / "x.parquet"
+    )
+    return "hennep/x.parquet"
+
+
+def _changed_checksum(z: dict[str, Path], _run: Any) -> str:
+    with (z["publish"] / "hennep" / "schema.json").open("a") as fh:
+        fh.write("\n")
+    return "hennep/schema.json"
+
+
+def _small_n(z: dict[str, Path], _run: Any) -> str:
+    path = z["publish"] / "hennep" / "buurt.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    row = (frame["risk_mean"] != "").idxmax()
+    frame.loc[row, "n"] = "3"
+    frame.to_csv(path, index=False)
+    return "hennep/buurt.csv"
+
+
+def _as_many_rows_as_persons(z: dict[str, Path], _run: Any) -> str:
+    persons = json.loads((z["data"] / "world" / "manifest.json").read_text())["files"]
+    rows = persons["persons.parquet"]["rows"]
+    rng = np.random.default_rng(1)
+    pd.DataFrame({"score": rng.random(rows)}).to_parquet(z["review"] / "scores.parquet")
+    return "scores.parquet"
+
+
+def _external_img(z: dict[str, Path], _run: Any) -> str:
+    page = '<html><body><img alt="map" src="https://tiles.example.org/map.png"></body></html>'
+    (z["review"] / "external.html").write_text(page)
+    return "external.html"
+
+
+def _dwelling_table(z: dict[str, Path], _run: Any) -> str:
+    html = pd.DataFrame({"dwelling_id": [1, 2], "risk": [0.1, 0.2]}).to_html(index=False)
+    (z["review"] / "table.html").write_text(f"<html><body>{html}</body></html>")
+    return "table.html"
+
+
+def _model_in_review(z: dict[str, Path], run: Any) -> str:
+    client = MlflowClient(tracking_uri=run.store)
+    exp = client.get_experiment_by_name("zicht/hennep")
+    assert exp is not None
+    model = client.search_logged_models([exp.experiment_id], max_results=1)[0]
+    shutil.copytree(Path(model.artifact_location.removeprefix("file://")), z["review"] / "model")
+    return "model/MLmodel"
+
+
+def _corrupt_parquet(z: dict[str, Path], _run: Any) -> str:
+    (z["review"] / "broken.parquet").write_bytes(b"PAR1 this is not a parquet file PAR1")
+    return "broken.parquet"
+
+
+PLANTS: dict[str, tuple[Callable[[dict[str, Path], Any], str], str, str]] = {
+    "person_id column in review": (_person_id_csv, "review", "unit_id_column"),
+    "parquet not in the publish manifest": (_stray_parquet, "publish", "not_in_manifest"),
+    "publish file changed": (_changed_checksum, "publish", "checksum"),
+    "published n=3 with a measure": (_small_n, "publish", "small_count"),
+    "as many rows as persons": (_as_many_rows_as_persons, "review", "unit_rows"),
+    "external img in HTML": (_external_img, "review", "external_asset"),
+    "dwelling_id in an HTML table": (_dwelling_table, "review", "unit_id_column"),
+    "MLflow model in review": (_model_in_review, "review", "model_outside_secure"),
+    "corrupt parquet": (_corrupt_parquet, "review", "unreadable"),
+}
+
+
+@pytest.mark.parametrize("case", list(PLANTS))
+def test_planted_file_is_found(
+    case: str,
+    zones: dict[str, Path],
+    tiny_run: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    plant, zone, check = PLANTS[case]
+    name = plant(zones, tiny_run)
+    args = ["--data-dir", str(zones["data"]), "--review-dir", str(zones["review"])]
+    assert _audit(*args, "--publish-dir", str(zones["publish"]), "--no-mlflow") == 4
+    out = capsys.readouterr().out
+    found = [line for line in out.splitlines() if line.startswith(("review: ", "publish: "))]
+    assert f"{zone}: {name}: {check}: " in out, out
+    # only the planted file is found (a changed level table also fails its checksum; a
+    # model directory has more than one model file)
+    scope = "model/" if name.startswith("model/") else f"{name}: "
+    assert all(line.startswith(f"{zone}: {scope}") for line in found), found
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("zicht/planted")
+    return uri
+
+
+def _audit_store(store: str, data: Path, tmp_path: Path) -> int:
+    return _audit(
+        "--data-dir",
+        str(data),
+        "--tracking-uri",
+        store,
+        "--review-dir",
+        str(tmp_path / "no-review"),
+        "--publish-dir",
+        str(tmp_path / "no-publish"),
+    )
+
+
+def test_per_unit_run_artifact_is_found(
+    store: str, tiny_run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Out-of-fold predictions (one row per dwelling) logged to a run: no id column, found by
+    their row count."""
+    rows = json.loads((tiny_run.data / "world" / "manifest.json").read_text())["files"][
+        "dwellings.parquet"
+    ]["rows"]
+    oof = tmp_path / "oof.csv"
+    pd.DataFrame({"oof_score": np.random.default_rng(2).random(rows)}).to_csv(oof, index=False)
+    with mlflow.start_run():
+        mlflow.log_artifact(str(oof), artifact_path="predictions")
+        mlflow.log_dict({"n": 5}, "ok/note.json")
+    assert _audit_store(store, tiny_run.data, tmp_path) == 4
+    out = capsys.readouterr().out
+    assert "/predictions/oof.csv: unit_rows: " in out and "dwellings" in out
+    assert not [line for line in out.splitlines() if "note.json" in line]
+
+
+def test_model_with_input_example_is_found(
+    store: str, tiny_run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "MLmodel").write_text("artifact_path: model\nflavors: {}\n")
+    (model / "input_example.json").write_text(
+        json.dumps({"columns": ["age", "income"], "data": [[14, 1200.0]]})
+    )
+    with mlflow.start_run():
+        mlflow.log_artifacts(str(model), artifact_path="model")
+    assert _audit_store(store, tiny_run.data, tmp_path) == 4
+    out = capsys.readouterr().out
+    assert "/model/input_example.json: input_example: " in out
+    assert "model_outside_secure" not in out  # models are allowed in the MLflow store
+    assert "14" not in out.split("input_example: ")[1]  # never a value of the example
+
+
+# --------------------------------------------------------------------------- the core
+
+
+@pytest.mark.parametrize(
+    ("name", "unit"),
+    [
+        ("person_id", True),
+        ("dwelling_id", True),
+        ("household_id", True),
+        ("establishment_id", True),
+        ("mother_id", True),
+        ("adres_id", True),
+        ("AddressKey", True),
+        ("RINPERSOON", True),
+        ("id", True),
+        ("cell_id", True),
+        ("run_id", False),
+        ("parent_run_id", False),
+        ("experiment_id", False),
+        ("area_code", False),
+        ("buurt_code", False),
+        ("gemeente_id", False),
+        ("n", False),
+        ("idle_share", False),
+        ("valid", False),
+    ],
+)
+def test_unit_id_rule(name: str, unit: bool) -> None:
+    assert is_unit_id_column(name) is unit
+
+
+def test_findings_never_carry_a_value(tmp_path: Path) -> None:
+    ctx = ScanContext(unit_counts={1500: "the world's persons"})
+    keys = np.arange(900_001, 901_501)
+    frame = pd.DataFrame({"key_like": keys, "n": 3, "risk_mean": 0.123456})
+    findings = check_table(frame, zone="review", path="t.csv", ctx=ctx)
+    assert {f.check for f in findings} == {"unit_id_values", "unit_rows", "small_count"}
+    text = " ".join(str(f) for f in findings)
+    assert "900001" not in text and "0.123456" not in text
+
+
+def test_geojson_properties_and_png(tmp_path: Path) -> None:
+    ctx = ScanContext()
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": None, "properties": {"person_id": 1, "n": 20}}
+        ],
+    }
+    (tmp_path / "a.geojson").write_text(json.dumps(doc))
+    found = scan_file(tmp_path / "a.geojson", zone="publish", name="a.geojson", ctx=ctx)
+    assert [f.check for f in found.findings] == ["unit_id_column"]
+    (tmp_path / "fake.png").write_text("person_id\n1\n")
+    png = scan_file(tmp_path / "fake.png", zone="review", name="fake.png", ctx=ctx)
+    assert [f.check for f in png.findings] == ["unreadable"]
+
+
+def test_context_counts_the_world(tiny_run: Any) -> None:
+    ctx = scan_context(tiny_run.data)
+    assert "the world's persons" in ctx.unit_counts.values()
+    assert ctx.min_count == 10 and "build_year" in ctx.feature_names
