@@ -857,6 +857,104 @@ def bench_shap_cmd(
     click.echo(f"written to {out / f'shap_{scale}.md'}")
 
 
+@bench.command("scale")
+@click.option(
+    "--scale",
+    type=click.Choice(list(SCALES)),
+    default="national",
+    show_default=True,
+    help="Scale of the synthetic world.",
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the world.")
+@click.option(
+    "--models",
+    "model_list",
+    default="lightgbm,tree,logistic,histgb",
+    show_default=True,
+    help="Models of the benchmark stage.",
+)
+@click.option(
+    "--reuse", is_flag=True, help="Keep stages whose stamps match (default: rerun every stage)."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("benchmarks/results"),
+    show_default=True,
+    help="Where to write scale_<scale>.md.",
+)
+@common_options
+def bench_scale_cmd(
+    scale: str, seed: int, model_list: str, reuse: bool, out: Path, zones: Zones
+) -> None:
+    """``zicht run`` at *scale* with every stage measured: wall time and peak resident memory
+    per stage (generate, features, bench, explain, predict per task; publish; report), as
+    ratios to the budget (90 minutes, 16 GiB on a 2-core, 24 GiB machine).
+    """
+    from experiments.pipeline import RunSettings
+
+    models = tuple(m.strip() for m in model_list.split(",") if m.strip())
+    start = time.perf_counter()
+    log = _pipeline(RunSettings(scale=scale, seed=seed, models=models, fresh=not reuse), zones)
+    total = time.perf_counter() - start
+    ran = [r for r in log.rows if r["action"] == "ran"]
+    peak = max((float(r["peak_gib"] or 0.0) for r in ran), default=0.0)
+    budget_s, budget_gib = 90 * 60, 16.0
+    md = (
+        f"# `zicht bench scale --scale {scale} --seed {seed}`\n\n"
+        f"{os.cpu_count()} cores; models {', '.join(models)}; "
+        f"{'stamped stages reused' if reuse else 'every stage rerun'}.\n\n"
+        + log.markdown()
+        + f"\n| total | budget | ratio |\n|---|---:|---:|\n"
+        f"| wall time | {budget_s / 60:.0f} min | {total / budget_s:.2f} ({total / 60:.1f} min) |\n"
+        f"| peak memory | {budget_gib:.0f} GiB | {peak / budget_gib:.2f} ({peak:.2f} GiB) |\n"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"scale_{scale}.md").write_text(md)
+    click.echo(md)
+    click.echo(f"written to {out / f'scale_{scale}.md'}")
+
+
+def _pipeline(settings: Any, zones: Zones) -> Any:
+    """``zicht run``'s stages (experiments.pipeline.run_all) with its errors as exit codes."""
+    from disclosure.publish import PublishRefused, PublishWriteError
+    from disclosure.settings import DisclosureInputError
+    from experiments.pipeline import TASKS, run_all
+    from experiments.predict import PredictError
+    from experiments.publish import PublishInputError
+    from experiments.report import ReportError
+    from experiments.tracking import TrackingError
+    from experiments.train import TrainInputError
+
+    try:
+        title = f"zicht run ({settings.scale}, seed {settings.seed})"
+        with stage_progress(2 + 4 * len(TASKS), title) as advance:
+            log = run_all(
+                settings,
+                data_dir=zones.data_dir,
+                publish_dir=zones.publish_dir,
+                review_dir=zones.review_dir,
+                tracking_uri=zones.tracking_uri,
+                progress=advance,
+                say=click.echo,
+            )
+    except (
+        PredictError,
+        PublishInputError,
+        ReportError,
+        TrackingError,
+        TrainInputError,
+        DisclosureInputError,
+        PublishWriteError,
+    ) as exc:
+        raise BadInput(str(exc)) from None
+    except PublishRefused as exc:
+        raise PublishRefusedExit(
+            f"disclosure control refused; nothing was published: {exc}"
+        ) from None
+    return log
+
+
 @cli.command("run", short_help="Everything, for all three tasks (the main job).")
 @click.option(
     "--scale",
@@ -881,48 +979,18 @@ def run_cmd(scale: str, seed: int, model_list: str, fresh: bool, zones: Zones) -
     year, publish through disclosure control and write the reviewer reports, for all three
     tasks. Reuses every stage whose inputs are unchanged, and says so.
     """
-    from disclosure.publish import PublishRefused, PublishWriteError
-    from disclosure.settings import DisclosureInputError
-    from experiments.pipeline import TASKS, RunSettings, run_all
-    from experiments.predict import PredictError
-    from experiments.publish import PublishInputError
-    from experiments.report import ReportError
-    from experiments.tracking import TrackingError
-    from experiments.train import TrainInputError
-
     models = tuple(m.strip() for m in model_list.split(",") if m.strip())
     if "lightgbm" not in models or set(models) - {"lightgbm", "tree", "logistic", "histgb"}:
         raise BadInput(
             f"--models {model_list!r}: list models of lightgbm, tree, logistic, histgb, "
             "including lightgbm"
         )
+    from experiments.pipeline import RunSettings
+
     start = time.perf_counter()
-    try:
-        with stage_progress(2 + 4 * len(TASKS), f"zicht run ({scale}, seed {seed})") as advance:
-            log = run_all(
-                RunSettings(scale=scale, seed=seed, models=models, fresh=fresh),
-                data_dir=zones.data_dir,
-                publish_dir=zones.publish_dir,
-                review_dir=zones.review_dir,
-                tracking_uri=zones.tracking_uri,
-                progress=advance,
-                say=click.echo,
-            )
-    except (
-        PredictError,
-        PublishInputError,
-        ReportError,
-        TrackingError,
-        TrainInputError,
-        DisclosureInputError,
-        PublishWriteError,
-    ) as exc:
-        raise BadInput(str(exc)) from None
-    except PublishRefused as exc:
-        raise PublishRefusedExit(
-            f"disclosure control refused; nothing was published: {exc}"
-        ) from None
+    log = _pipeline(RunSettings(scale=scale, seed=seed, models=models, fresh=fresh), zones)
     ran = [r for r in log.rows if r["action"] == "ran"]
+    click.echo(log.markdown())
     click.echo(
         f"done in {time.perf_counter() - start:.0f} s "
         f"({len(ran)} stages ran, {len(log.rows) - len(ran)} reused)"

@@ -43,7 +43,7 @@ from models import curves as C
 from models import metrics as M
 from models.calibration import BinnedIsotonicCalibrator
 from models.estimators import fit_kwargs, make_estimator
-from models.tasks import TaskSpec
+from models.tasks import TaskSpec, str_array
 
 FLAG_Z = 3.0
 
@@ -424,7 +424,7 @@ def _metrics(
 
 def _metric_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The columns metrics group by, converted once (not once per fold)."""
-    return {c: frame[c].astype(str).to_numpy() for c in ("buurt_code", "age_group") if c in frame}
+    return {c: str_array(frame[c]) for c in ("buurt_code", "age_group") if c in frame}
 
 
 def deviation_flags(
