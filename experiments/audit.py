@@ -7,7 +7,7 @@ Sources, each scanned by :mod:`reports.scan` (the pure core):
   A local artifact store (``file:`` or a plain path, as with ``sqlite:///mlflow.db`` and
   ``./mlruns``) is read in place; any other store is downloaded to a temporary directory.
 - **review**: every file under ``REVIEW/``.
-- **publish**: the version the ``PUBLISH`` link points to (``publish.d/<id>/``), file by file
+- **publish**: the version the ``PUBLISH`` link points to (its versioned directory), file by file
   and against its ``manifest.json``. A ``PUBLISH`` that is a plain directory is scanned as it
   is.
 
