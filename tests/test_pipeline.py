@@ -40,6 +40,18 @@ def test_zicht_run_makes_every_zone_and_then_reuses_it(
     assert main(["run", "--scale", "tiny", "--models", "lightgbm,logistic", *args]) == 0
     again = capsys.readouterr().out
     assert "0 stages ran, 15 reused" in again and "reusing the benchmark" in again
+    # the stage table: every stage that ran has its wall time and its own peak memory
+    assert "| stage | task | action | seconds | peak GiB |" in out
+    ran = [line for line in out.splitlines() if line.startswith("| ") and "| ran |" in line]
+    assert len(ran) == 15 and all(float(line.split("|")[5]) > 0 for line in ran)
+    # zicht bench scale writes the table with its ratios to the budget
+    results = tmp_path / "results"
+    bench = ["bench", "scale", "--scale", "tiny", "--reuse", "--models", "lightgbm,logistic"]
+    assert main([*bench, "--out", str(results), *args]) == 0
+    capsys.readouterr()
+    md = (results / "scale_tiny.md").read_text()
+    assert "| wall time | 90 min |" in md and "| peak memory | 16 GiB |" in md
+    assert md.count("| reused |") == 15
     # another seed is another world: it reruns from the start (in a copy of the zones, so the
     # shared tiny_run stays the seed-7 run that later tests, e.g. test_repro, read)
     copy = tmp_path / "zones"
