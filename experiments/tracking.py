@@ -104,9 +104,15 @@ def run(task: str, *, run_name: str, tags: Mapping[str, str]) -> Iterator[mlflow
     sweep_stale_runs()
     owner = {} if run_id else owner_tags()
     with _sigterm_interrupts():
-        active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
+        # our own run is created with its tags: a run is never seen RUNNING without its owner
+        active = (
+            mlflow.start_run(run_id=run_id)
+            if run_id
+            else mlflow.start_run(run_name=run_name, tags={**dict(tags), **owner})
+        )
         try:
-            mlflow.set_tags({**dict(tags), **owner})
+            if run_id:
+                mlflow.set_tags(dict(tags))
             yield active
         except KeyboardInterrupt:
             mlflow.end_run("KILLED")
