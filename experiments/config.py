@@ -6,7 +6,7 @@ A config names its task and its features (catalogue names). Nothing runs at impo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -20,13 +20,29 @@ class ConfigError(ValueError):
 
 
 class ExperimentConfig(BaseModel):
-    """One experiment: which task, which features (names from the feature catalogue)."""
+    """One experiment: which task, which features (names from the feature catalogue), and
+    optional model parameters (``params: {lightgbm: {reg_lambda: 50}}``) over the zoo's
+    defaults; a tuning trial's parameters go over these."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     task: Task
     features: tuple[str, ...]
     description: str = ""
+    params: dict[str, dict[str, Any]] = {}
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from models.estimators import check_params  # lazy: keeps this module light
+
+        for model, overrides in v.items():
+            check_params(model, overrides)
+        return v
+
+    def model_params(self, model: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The config's parameters of *model* with *overrides* (a trial's) on top."""
+        return {**self.params.get(model, {}), **(overrides or {})}
 
     @field_validator("features")
     @classmethod

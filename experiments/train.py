@@ -140,6 +140,12 @@ class Prepared:
             "zicht.protocol": self.protocol.hash(),
         }
 
+    def model_params(self, model_name: str, params: dict[str, Any] | None = None) -> dict:
+        """The config's parameters of *model_name*, with *params* (a trial's) on top."""
+        if self.config is None:
+            return dict(params or {})
+        return self.config.model_params(model_name, params)
+
     def in_memory(self, command: str) -> pd.DataFrame:
         """The whole feature table; refused for a table too large to hold (streamed)."""
         if self.rows is not None:
@@ -153,14 +159,15 @@ class Prepared:
     def evaluate(
         self, model_name: str, params: dict[str, Any] | None = None, n_jobs: int = 2
     ) -> Evaluation:
-        """Evaluate *model_name*; baselines fit on at most :data:`BASELINE_MAX_ROWS` rows."""
+        """Evaluate *model_name* with the config's parameters and *params* on top; baselines
+        fit on at most :data:`BASELINE_MAX_ROWS` rows."""
         return evaluate(
             self.frame,
             self.task,
             self.features,
             model_name=model_name,
             protocol=self.protocol,
-            params=params,
+            params=self.model_params(model_name, params),
             oracle=self.oracle,
             anomalous=self.anomalous,
             area_km2=self.area_km2,

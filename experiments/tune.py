@@ -69,7 +69,7 @@ def tune(
                     prep.features,
                     model_name=model_name,
                     protocol=prep.protocol,
-                    params=params,
+                    params=prep.model_params(model_name, params),
                     report=report,
                     random_state=seed,
                     n_jobs=n_jobs,

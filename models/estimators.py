@@ -58,6 +58,52 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
 }
 
 
+#: Parameters a config (``params:``) or a trial may set per model, beyond :data:`DEFAULTS`.
+TUNABLE: Mapping[str, frozenset[str]] = {
+    "lightgbm": frozenset(
+        {
+            *DEFAULTS["lightgbm"],
+            "max_depth",
+            "reg_alpha",
+            "min_split_gain",
+            "min_child_weight",
+            "path_smooth",
+            "cat_smooth",
+            "cat_l2",
+            "min_data_per_group",
+            "max_cat_threshold",
+            "extra_trees",
+        }
+    ),
+    "tree": frozenset({*DEFAULTS["tree"], "min_samples_split", "max_leaf_nodes", "ccp_alpha"}),
+    "logistic": frozenset(DEFAULTS["logistic"]),
+    "histgb": frozenset({*DEFAULTS["histgb"], "max_depth", "max_bins"}),
+}
+#: Never settable: probabilities are never class-reweighted.
+REWEIGHTING = frozenset({"class_weight", "is_unbalance", "scale_pos_weight"})
+
+
+def check_params(name: str, params: Mapping[str, Any]) -> None:
+    """Refuse parameters *name* cannot take from a config: class reweighting, settings the
+    zoo fixes (determinism, threads, seed, objective, leaf floor) and unknown names."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    for key, value in params.items():
+        if key in REWEIGHTING:
+            raise ValueError(
+                f"{name}.{key}: probabilities are never class-reweighted; remove it "
+                "(calibration is a separate monotone map fitted out of fold)"
+            )
+        if key not in TUNABLE[name]:
+            raise ValueError(
+                f"{name}.{key}: not a parameter a config may set (the zoo fixes determinism, "
+                f"threads, seed, objective and the leaf floor); choose from "
+                f"{', '.join(sorted(TUNABLE[name]))}"
+            )
+        if not isinstance(value, bool | int | float | str):
+            raise ValueError(f"{name}.{key}: expected a number, text or true/false, got {value!r}")
+
+
 def make_estimator(
     name: str,
     kind: Kind,

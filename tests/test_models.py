@@ -410,3 +410,27 @@ def test_baselines_fit_on_a_stated_uniform_sample() -> None:
     keep = _fit_rows(y, 1_000, 7)
     assert keep.sum() == 1_000 and np.array_equal(keep, _fit_rows(y, 1_000, 7))
     assert _fit_rows(y, None, 7).all() and _fit_rows(y, 20_000, 7).all()
+
+
+def test_config_params_reach_the_logged_model(
+    tiny_features: Path, store: str, tmp_path: Path
+) -> None:
+    """`params:` in a config sets the model's parameters in a tracked run (and its logged
+    config), so a tuned setting can be carried over; the shipped configs stay valid."""
+    import yaml
+
+    cfg = load_config(default_config_path("branch_turnover"))
+    path = tmp_path / "turnover_depth3.yaml"
+    doc = {"task": "branch_turnover", "features": list(cfg.features)}
+    path.write_text(yaml.safe_dump({**doc, "params": {"tree": {"max_depth": 3}}}))
+    args = ["train", "branch_turnover", "--model", "tree", "--config", str(path)]
+    assert main([*args, "--data-dir", str(tiny_features), "--tracking-uri", store]) == 0
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("zicht/branch_turnover")
+    run = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    depth = {k: v for k, v in run.data.params.items() if k.endswith("max_depth")}
+    assert depth and set(depth.values()) == {"3"}, depth
+    logged = yaml.safe_load(
+        mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/experiment.yaml")
+    )
+    assert logged["params"] == {"tree": {"max_depth": 3}}
