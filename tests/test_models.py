@@ -351,13 +351,17 @@ def test_bench_models_leaderboard_with_paired_intervals(
         and lg["vs_oracle_lo"] <= lg["vs_oracle"] <= lg["vs_oracle_hi"] + 1e-9
     )
     assert lg["best_baseline"] == "tree"
-    # benches never become champion
+    # the main model minus every baseline, with its interval and whether it excludes 0
+    assert lg["minus_tree_lo"] <= lg["minus_tree"] <= lg["minus_tree_hi"] + 1e-9
+    assert "| lightgbm minus |" in out and "| tree |" in out.split("| lightgbm minus |")[1]
+    # benches never become champion (the main model's nested `train` run may: by design)
     chosen = tracking.choose_champion(
         "jonge_aanwas",
         fingerprint=parent.data.tags["zicht.data_fingerprint"],
         protocol=parent.data.tags["zicht.protocol"],
     )
-    assert chosen not in {parent.info.run_id, *(c.info.run_id for c in children)}
+    benches = [c.info.run_id for c in children if c.data.tags["zicht.kind"] == "bench"]
+    assert len(benches) == 2 and chosen not in {parent.info.run_id, *benches}
 
 
 def test_tune_makes_nested_trials_and_a_competing_refit(
