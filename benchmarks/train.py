@@ -13,9 +13,14 @@ own seconds and the peak resident memory, as ratios to the budget of the nationa
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and benchmarks/features.py would shadow
+# the project's `features` package: drop the folder before importing the project.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from experiments.config import default_config_path, load_config
 from experiments.resources import peak_gib, reset_peak

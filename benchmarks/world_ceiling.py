@@ -16,9 +16,14 @@ suite reads the truth. Writes ``benchmarks/results/world_ceiling_<scale>.md``.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and benchmarks/features.py would shadow
+# the project's `features` package: drop the folder before importing the project.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import lightgbm as lgb
 import numpy as np

@@ -110,7 +110,8 @@ def bench_shap(
     out: list[tuple[str, float, str]] = []
 
     fitted = {}
-    for name, params in (("project", None), ("reference", REFERENCE)):
+    # the project model is the one `zicht train` fits: the zoo defaults with the config's params
+    for name, params in (("project", prep.model_params("lightgbm")), ("reference", REFERENCE)):
         progress(f"fit the {name} model")
         model = make_estimator(
             "lightgbm",
