@@ -16,6 +16,7 @@ suite reads the truth. Writes ``benchmarks/results/world_ceiling_<scale>.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -104,7 +105,6 @@ def main() -> None:
         "LightGBM ceiling (ratio) | gap LightGBM − logistic |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    scale = "?"
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for task in args.tasks:
@@ -115,8 +115,6 @@ def main() -> None:
                 f"({r['lightgbm'] / r['oracle']:.3f}) | {r['lightgbm'] - r['logistic']:+.4f} |"
             )
             print(lines[-1], flush=True)
-        import json
-
         manifest = json.loads((args.data_dir / "world" / "manifest.json").read_text())
         scale, seed = manifest.get("scale", "?"), manifest.get("seed", "?")
     md = (

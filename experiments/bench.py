@@ -163,8 +163,7 @@ def leaderboard_markdown(board: pd.DataFrame, metric: str, kind: str) -> str:
             f"{orc} | {_fmt(r[f'holdout_{metric}'])} | {r['fit_seconds']:.1f} |"
         )
     main = board[board["model"] == MAIN]
-    pairs = [c.removeprefix("minus_") for c in board.columns if c.startswith("minus_")]
-    pairs = [b for b in pairs if not b.endswith(("_lo", "_hi"))]
+    pairs = [m for m in board["model"] if m != MAIN and f"minus_{m}" in board.columns]
     if len(main) and pairs:
         r = main.iloc[0]
         lines += [

@@ -83,11 +83,15 @@ TUNABLE: Mapping[str, frozenset[str]] = {
 REWEIGHTING = frozenset({"class_weight", "is_unbalance", "scale_pos_weight"})
 
 
+def _check_model(name: str) -> None:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+
+
 def check_params(name: str, params: Mapping[str, Any]) -> None:
     """Refuse parameters *name* cannot take from a config: class reweighting, settings the
     zoo fixes (determinism, threads, seed, objective, leaf floor) and unknown names."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    _check_model(name)
     for key, value in params.items():
         if key in REWEIGHTING:
             raise ValueError(
@@ -130,8 +134,7 @@ def make_estimator(
     min_count:
         Smallest number of units in a leaf of a tree-based model.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    _check_model(name)
     p = {**DEFAULTS[name], **(params or {})}
     if name == "lightgbm":
         common = dict(
