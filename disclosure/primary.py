@@ -25,7 +25,30 @@ CELL_COLUMNS = (
     "upper",
     "intent",
 )
+#: optional columns: ``unit_max`` (the most one unit can contribute; default 1 for counts and
+#: ``top1`` for sums) and ``contributors`` (units behind the value when they differ from the
+#: published ``n``; the threshold rule counts them)
+OPTIONAL_COLUMNS = ("unit_max", "contributors")
 REASONS = ("threshold", "dominance", "nk", "group")
+
+
+def unit_max(cells: pd.DataFrame) -> np.ndarray:
+    """The most one unit can contribute to each cell: the ``unit_max`` column where given,
+    else 1 for counts and the largest contribution (``top1``) for sums."""
+    is_sum = cells["kind"].to_numpy() == "sum"
+    default = np.where(is_sum, np.nan_to_num(cells["top1"].to_numpy(dtype=float)), 1.0)
+    if "unit_max" not in cells.columns:
+        return default
+    given = cells["unit_max"].to_numpy(dtype=float)
+    return np.where(np.isfinite(given), given, default)
+
+
+def contributors(cells: pd.DataFrame) -> np.ndarray:
+    """Units behind each cell's value (the threshold rule's count): ``contributors`` or ``n``."""
+    n = cells["n"].to_numpy(dtype=float)
+    if "contributors" not in cells.columns:
+        return n
+    return cells["contributors"].to_numpy(dtype=float)
 
 
 def _fail(rule: str, fix: str, rows: pd.Series | None = None) -> DisclosureInputError:
@@ -72,6 +95,19 @@ def validate_cells(cells: pd.DataFrame) -> None:
     for mask, rule in checks:
         if mask.any():
             raise _fail(rule, "correct the roll-up that built these cells", ids[mask])
+    if "unit_max" in cells.columns:
+        um = cells["unit_max"].to_numpy(dtype=float)
+        if (um < 0).any():
+            raise _fail("column unit_max must be >= 0", "correct the roll-up", ids[um < 0])
+    if "contributors" in cells.columns:
+        k = cells["contributors"].to_numpy(dtype=float)
+        bad = ~np.isfinite(k) | (k < 0) | (k > n) | (k != np.round(k))
+        if bad.any():
+            raise _fail(
+                "column contributors must be a whole number in [0, n]",
+                "count the units behind each value",
+                ids[bad],
+            )
     if cells["intent"].dtype != bool:
         raise _fail("column intent must be boolean", "cast intent to bool")
 
@@ -127,7 +163,7 @@ def _rule_flags(cells: pd.DataFrame, settings: RuleSettings) -> dict[str, np.nda
     top2 = np.nan_to_num(cells["top2"].to_numpy(dtype=float))
     is_sum = cells["kind"].to_numpy() == "sum"
     flags = {
-        "threshold": n < settings.min_count,
+        "threshold": contributors(cells) < settings.min_count,
         "dominance": is_sum & (top1 > settings.dominance_share * value),
         "nk": np.zeros(len(cells), dtype=bool),
         "group": (~is_sum) & (n > 0) & (value >= settings.group_share * np.maximum(n, 1)),
@@ -143,7 +179,8 @@ def required_protection(cells: pd.DataFrame, settings: RuleSettings) -> pd.DataF
 
     Dominance cells: the (1, k) formula ``top1 / dominance_share - value`` (for k = 50 %,
     ``2 top1 - value``); (n, k) cells likewise with the top-n sum; threshold and group cells
-    ``protection_share * value``. The largest applicable amount is taken. Requirements are
+    ``protection_share * value`` but at least ``margin_units`` units' maximum contribution
+    (:func:`unit_max`), so that a cell worth 0 is protected too. The largest applicable amount is taken. Requirements are
     capped by what the attacker's bounds allow (``value`` below, ``upper - value`` above).
     Safe cells and cells with ``intent == False`` need none.
 
@@ -163,7 +200,12 @@ def required_protection_unchecked(cells: pd.DataFrame, settings: RuleSettings) -
     upper = cells["upper"].to_numpy(dtype=float)
     top1 = np.nan_to_num(cells["top1"].to_numpy(dtype=float))
     top2 = np.nan_to_num(cells["top2"].to_numpy(dtype=float))
-    share = np.where(flags["threshold"] | flags["group"], settings.protection_share * value, 0.0)
+    floor = settings.margin_units * unit_max(cells)
+    share = np.where(
+        flags["threshold"] | flags["group"],
+        np.maximum(settings.protection_share * value, floor),
+        0.0,
+    )
     dom = np.where(flags["dominance"], top1 / settings.dominance_share - value, 0.0)
     req = np.maximum(share, dom)
     if settings.nk is not None:

@@ -37,6 +37,12 @@ class RuleSettings:
         Shares at or below 0.1 are never treated as group disclosure.
     protection_share
         Required protection of threshold and group cells, each side, as a share of the value.
+    margin_units
+        Required protection of threshold and group cells, each side, in units' maximum
+        contributions (the cell table's ``unit_max``: 1 for a count or a sum of
+        probabilities). A share of the value is nothing when the value is 0, so without this
+        floor a zero-valued cell (e.g. the only child of a buurt with risk 0) could be pinned
+        exactly; with it the attacker's interval always spans at least one unit.
 
     Examples
     --------
@@ -49,6 +55,7 @@ class RuleSettings:
     nk: tuple[int, float] | None = None
     group_share: float = 0.9
     protection_share: float = 0.10
+    margin_units: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -66,5 +73,7 @@ class RuleSettings:
             problems.append(f"group_share must lie in (0.1, 1], got {self.group_share!r}")
         if not (0.0 <= self.protection_share < 1.0 and math.isfinite(self.protection_share)):
             problems.append(f"protection_share must lie in [0, 1), got {self.protection_share!r}")
+        if not (0.0 <= self.margin_units and math.isfinite(self.margin_units)):
+            problems.append(f"margin_units must be finite and >= 0, got {self.margin_units!r}")
         if problems:
             raise DisclosureInputError("RuleSettings: " + "; ".join(problems))

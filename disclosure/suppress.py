@@ -235,6 +235,8 @@ def protect(
         ]
         heapq.heapify(heap)
         repaired: set[int] = set()
+        stuck: int | None = None
+        changed = False
         while heap:
             _, t, i = heapq.heappop(heap)
             if label[t] in repaired:
@@ -243,14 +245,20 @@ def protect(
             short_up = max(value[i] + req_up[t] - hi[i], 0.0)
             short_lo = max(lo[i] - (value[i] - req_lo[t]), 0.0)
             if rounds > patience and state.escalate(t, label):
+                changed = True
                 continue
-            if not state.repair(t, short_up, short_lo, label):
-                raise DisclosureRefused(
-                    f"secondary suppression: cell {linked.cell_ids[t]} "
-                    f"({prim['reason'].iloc[t]}) cannot be protected; every related cell is "
-                    "already suppressed. Fix: publish a coarser table or drop the cell's "
-                    "intent"
-                )
+            if state.repair(t, short_up, short_lo, label):
+                changed = True
+            elif stuck is None:
+                # its interval may be stale: an earlier repair of this round can have widened
+                # it (components merge); only a round that changes nothing is final
+                stuck = t
+        if stuck is not None and not changed:
+            raise DisclosureRefused(
+                f"secondary suppression: cell {linked.cell_ids[stuck]} "
+                f"({prim['reason'].iloc[stuck]}) cannot be protected; every related cell is "
+                "already suppressed. Fix: publish a coarser table or drop the cell's intent"
+            )
         state.close_singletons()
     return _result(cells, prim, state, intent, unsafe, rounds)
 

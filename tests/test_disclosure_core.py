@@ -377,12 +377,14 @@ def _random_table(seed: int, depth: int, fan: int, bands: int, kind: str, scale:
 def _independent_requirement(row, rules: RuleSettings) -> float:
     """Protection each side, written out from the rules (not from disclosure.primary)."""
     need = 0.0
+    # one unit's largest contribution: 1 for a count, the largest contributor for a sum
+    floor = rules.margin_units * (1.0 if row.kind == "count" else row.top1)
     if row.n < rules.min_count:
-        need = rules.protection_share * row.value
+        need = max(rules.protection_share * row.value, floor)
     if row.kind == "sum" and row.top1 * 2 > row.value:
         need = max(need, 2 * row.top1 - row.value)
     if row.kind == "count" and row.n and row.value / row.n >= 0.9:
-        need = max(need, rules.protection_share * row.value)
+        need = max(need, rules.protection_share * row.value, floor)
     return need
 
 
