@@ -470,6 +470,8 @@ def audit(
     relations: pd.DataFrame,
     status: pd.DataFrame,
     settings: RuleSettings,
+    *,
+    known: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The attacker's interval for every suppressed cell with ``intent`` (secure zone only).
 
@@ -481,6 +483,10 @@ def audit(
         ``cell_id`` and ``status`` (``published`` or ``suppressed``), e.g. ``protect().status``.
     settings
         Rule settings that give the required protection.
+    known
+        Cells the attacker knows from earlier releases that are still public (boolean,
+        aligned with *cells*): fixed at their value like published ones, whatever *status*
+        says. The audit of a new version over every version still public.
 
     Returns
     -------
@@ -489,9 +495,15 @@ def audit(
         reaches ``value - req_lower`` and ``value + req_upper``. Never export these numbers.
     """
     linked = link(cells, relations)
-    unknown = unknown_mask(cells, status)
-    targets = np.flatnonzero(unknown & cells["intent"].to_numpy(dtype=bool))
-    lower, upper = intervals(linked, unknown, targets)
+    hidden = unknown_mask(cells, status)
+    seen = np.zeros(len(cells), bool) if known is None else np.asarray(known, dtype=bool)
+    unknown = hidden & ~seen
+    targets = np.flatnonzero(hidden & cells["intent"].to_numpy(dtype=bool))
+    # a cell suppressed now but known from an earlier release is pinned at its value
+    lower = linked.value[targets].astype(float)
+    upper = lower.copy()
+    solve = ~seen[targets]
+    lower[solve], upper[solve] = intervals(linked, unknown, targets[solve])
     req = required_protection_unchecked(cells, settings)
     req_lower = req["req_lower"].to_numpy()[targets]
     req_upper = req["req_upper"].to_numpy()[targets]

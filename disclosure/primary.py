@@ -180,8 +180,9 @@ def required_protection(cells: pd.DataFrame, settings: RuleSettings) -> pd.DataF
     Dominance cells: the (1, k) formula ``top1 / dominance_share - value`` (for k = 50 %,
     ``2 top1 - value``); (n, k) cells likewise with the top-n sum; threshold and group cells
     ``protection_share * value`` but at least ``margin_units`` units' maximum contribution
-    (:func:`unit_max`), so that a cell worth 0 is protected too. The largest applicable amount is taken. Requirements are
-    capped by what the attacker's bounds allow (``value`` below, ``upper - value`` above).
+    (:func:`unit_max`), so that a cell worth 0 is protected too. The largest applicable
+    amount is taken. Requirements are capped by what the attacker's bounds allow (``value``
+    below, ``upper - value`` above).
     Safe cells and cells with ``intent == False`` need none.
 
     Returns

@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from disclosure.settings import RuleSettings
 from microdata.io import sha256_file
 from reports.maps import choropleth_png, map_frame
-from reports.rollup import Rollup
+from reports.rollup import SUPPRESSED_REASON, Rollup
 
 MANIFEST = "manifest.json"
 LEDGER_COLUMNS = ("level", "area_code", "breakdown", "basis", "status", "reason")
@@ -104,16 +105,93 @@ class ReleaseMeta:
 # --------------------------------------------------------------------------- pure part
 
 
-def ledger(rollup: Rollup, status: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell and additive basis: where it is and what was decided, never a value."""
-    led = rollup.cells[["cell_id", "level", "area_code", "breakdown", "basis"]].merge(
+def public_status(status: pd.DataFrame) -> pd.DataFrame:
+    """The disclosure core's decisions as the public zone may state them.
+
+    Which rule suppressed a cell (threshold, dominance, group) or that it is a complement
+    (secondary) says something about the units in it (e.g. "group" on a cell of one person
+    states that person's attribute), so every suppressed cell's public reason is the single
+    :data:`~reports.rollup.SUPPRESSED_REASON`; the reasons stay in the secure ledger.
+    """
+    out = status[["cell_id", "status"]].copy()
+    out["reason"] = np.where(out["status"] == "published", "", SUPPRESSED_REASON)
+    return out
+
+
+def secure_ledger(rollup: Rollup, status: pd.DataFrame) -> pd.DataFrame:
+    """Every cell × basis with its decision and primary reasons (secure zone only)."""
+    led = rollup.cells[["cell_id", "level", "area_code", "breakdown", "basis", "intent"]].merge(
         status[["cell_id", "status", "reason"]], on="cell_id", how="left", validate="1:1"
     )
     if led["status"].isna().any():
         first = led.loc[led["status"].isna(), "cell_id"].iloc[0]
         raise PublishRefused(f"ledger: no disclosure decision for cell {first}")
     led["reason"] = led["reason"].fillna("").astype(str)
-    return led[list(LEDGER_COLUMNS)].sort_values(["level", "area_code", "breakdown", "basis"])
+    return led.sort_values(["level", "area_code", "breakdown", "basis"]).reset_index(drop=True)
+
+
+def ledger(
+    rollup: Rollup, tables: Mapping[str, pd.DataFrame], status: pd.DataFrame
+) -> pd.DataFrame:
+    """The public ledger: one row per cell and additive basis *that the tables speak of*.
+
+    The task's own bases (``risk_sum``, ``elevated_count``, ``turnover_sum``) have a row for
+    every cell. A driver count has a row only where a table names that driver (the area's
+    risk is published) and for the national cells whose share the tables show beside it:
+    listing the driver bases of a cell too small to publish would itself say what its units
+    have. *status* must be :func:`public_status`'s; no value is ever listed.
+    """
+    st = status.set_index("cell_id")
+    core = rollup.cells[~rollup.cells["basis"].str.startswith("driver_count:")]
+    rows = [core[["cell_id", "level", "area_code", "breakdown", "basis"]]]
+    if rollup.task == "jonge_aanwas":
+        for level, table in tables.items():
+            for k in range(1, 4):
+                col = f"driver_{k}"
+                if col not in table.columns:
+                    continue
+                shown = table[table[col].notna() & (table[col].astype(str) != "")]
+                nl_shown = shown[shown[f"driver_prevalence_nl_{k}"].notna()]
+                for frame in (
+                    pd.DataFrame(
+                        {
+                            "level": level,
+                            "area_code": shown["area_code"].astype(str),
+                            "breakdown": shown["age_group"].astype(str),
+                            "basis": "driver_count:" + shown[col].astype(str),
+                        }
+                    ),
+                    pd.DataFrame(
+                        {
+                            "level": "nederland",
+                            "area_code": "NL",
+                            "breakdown": "total",
+                            "basis": "driver_count:" + nl_shown[col].astype(str),
+                        }
+                    ),
+                ):
+                    frame["cell_id"] = (
+                        frame["level"]
+                        + "|"
+                        + frame["area_code"]
+                        + "|"
+                        + frame["breakdown"]
+                        + "|"
+                        + frame["basis"]
+                    )
+                    rows.append(frame)
+    led = pd.concat(rows, ignore_index=True).drop_duplicates("cell_id")
+    missing = ~led["cell_id"].isin(st.index)
+    if missing.any():
+        first = led["cell_id"][missing].iloc[0]
+        raise PublishRefused(f"ledger: no disclosure decision for cell {first}")
+    led["status"] = led["cell_id"].map(st["status"]).to_numpy()
+    led["reason"] = led["cell_id"].map(st["reason"]).fillna("").astype(str).to_numpy()
+    return (
+        led[list(LEDGER_COLUMNS)]
+        .sort_values(["level", "area_code", "breakdown", "basis"])
+        .reset_index(drop=True)
+    )
 
 
 def suppression_summary(ledger_frame: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -146,7 +224,7 @@ def task_release(
         map_measure="deviation_ratio" if turnover else "index",
         map_centre=1.0 if turnover else 100.0,
         schema=rollup.schema,
-        ledger=ledger(rollup, status),
+        ledger=ledger(rollup, tables, status),
         run_id=run_id,
     )
 
@@ -316,8 +394,13 @@ def publish(
     settings: RuleSettings,
     meta: ReleaseMeta,
     progress: Callable[[str], None] = lambda _m: None,
+    on_version: Callable[[str], None] | None = None,
 ) -> Path:
     """Write *releases* as a new version and swap the ``publish`` link to it atomically.
+
+    *on_version* is called with the new version's id after every check passed and before
+    the version goes live (the edge keeps its secure states there); if it fails, nothing is
+    published.
 
     Returns the new version's directory. Raises :class:`PublishRefused` (and leaves the old
     version in place) when anything fails or a check finds a problem.
@@ -380,6 +463,8 @@ def publish(
         problems = verify_version(build)
         if problems:
             raise PublishRefused("manifest check failed:\n" + "\n".join(problems))
+        if on_version is not None:
+            on_version(vid)
         os.replace(build, final)
         progress("swap")
         _swap_link(publish_dir, final)

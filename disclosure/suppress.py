@@ -54,7 +54,13 @@ class Protection:
 class _Suppressor:
     """Mutable bookkeeping for one protect() call: unknown cells, their needs, relation counts."""
 
-    def __init__(self, linked: Linked, cells: pd.DataFrame, unknown: np.ndarray) -> None:
+    def __init__(
+        self,
+        linked: Linked,
+        cells: pd.DataFrame,
+        unknown: np.ndarray,
+        known: np.ndarray | None = None,
+    ) -> None:
         csr = linked.matrix.tocsr()
         csc = linked.matrix.tocsc()
         self.rel_cells = np.split(csr.indices, csr.indptr[1:-1])
@@ -66,6 +72,8 @@ class _Suppressor:
         n = cells["n"].to_numpy(dtype=float)
         self.cost = linked.value / np.maximum(n, 1.0)
         self.unknown = unknown.copy()
+        # cells an attacker already knows from an earlier release: no use as complements
+        self.known = np.zeros(len(unknown), bool) if known is None else known.copy()
         self.count: list[int] = (
             np.rint(abs(linked.matrix) @ unknown.astype(float)).astype(int).tolist()
         )
@@ -108,7 +116,7 @@ class _Suppressor:
         coef_c = coefs[cells == c][0]
         best = None
         for s, coef in zip(cells, coefs, strict=True):
-            if not self.unknown[s]:
+            if not self.unknown[s] and not self.known[s]:
                 key = self._key(int(s), r, up, lo, bool(coef == coef_c), bool(coef > 0))
                 if best is None or key < best[0]:
                     best = (key, int(s), bool(coef == coef_c))
@@ -142,7 +150,7 @@ class _Suppressor:
         for m in np.flatnonzero(label == label[t]):
             for r in self.cell_rels[m]:
                 for s in self.rel_cells[r]:
-                    if not self.unknown[s]:
+                    if not self.unknown[s] and not self.known[s]:
                         self.suppress(int(s))
                         added = True
         return added
@@ -177,6 +185,8 @@ def protect(
     *,
     max_rounds: int = 400,
     patience: int = 50,
+    presuppressed: np.ndarray | None = None,
+    known: np.ndarray | None = None,
 ) -> Protection:
     """Primary and secondary suppression, audited until no suppressed cell is recoverable.
 
@@ -191,6 +201,13 @@ def protect(
     patience
         Rounds of one-complement repairs before a still failing cell's whole neighbourhood
         (every published cell related to its component) is suppressed.
+    presuppressed
+        Cells to suppress from the start (boolean, aligned with *cells*): those an earlier
+        release that is still public suppressed, so that this release cannot give them away.
+    known
+        Cells the attacker already knows exactly (an earlier release published the same
+        value): they stay published, are never used as complements, and an unsafe one is
+        refused.
 
     Returns
     -------
@@ -207,7 +224,19 @@ def protect(
     unsafe = prim["unsafe"].to_numpy() & intent
     req = required_protection_unchecked(cells, settings)
     req_lo, req_up = req["req_lower"].to_numpy(), req["req_upper"].to_numpy()
-    state = _Suppressor(linked, cells, unsafe | ~intent)
+    known = np.zeros(len(cells), bool) if known is None else np.asarray(known, dtype=bool)
+    if (unsafe & known).any():
+        c = int(np.flatnonzero(unsafe & known)[0])
+        raise DisclosureRefused(
+            f"cell {linked.cell_ids[c]} ({prim['reason'].iloc[c]}) is unsafe but an earlier "
+            "release that is still public published it. Fix: withdraw that release (move its "
+            "version out of the public zone's versions directory) or keep the rules it used"
+        )
+    start = unsafe | ~intent
+    if presuppressed is not None:
+        start = start | (np.asarray(presuppressed, dtype=bool) & ~known)
+    state = _Suppressor(linked, cells, start, known)
+    state.secondary[start & ~unsafe & intent] = True
     for c in np.flatnonzero(unsafe):
         state.raise_need(int(c), req_up[c], req_lo[c])
     state.close_singletons()

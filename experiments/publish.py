@@ -10,18 +10,32 @@ pass); and hands the releases to :func:`disclosure.publish.publish`, the only wr
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Sequence
+from functools import partial
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from disclosure.publish import PublishRefused, ReleaseMeta, TaskRelease, task_release
+from disclosure.publish import (
+    PublishRefused,
+    ReleaseMeta,
+    TaskRelease,
+    current_version,
+    public_status,
+    secure_ledger,
+    task_release,
+    versions_dir,
+)
 from disclosure.publish import publish as write_release
 from disclosure.settings import DisclosureRefused, RuleSettings
+from disclosure.versions import PriorKnowledge, prior_knowledge
+from experiments.files import write_parquet_atomic
 from experiments.train import world_identity
 from reports.rollup import Rollup, RollupError, level_tables, roll_up_binary, roll_up_turnover
 
@@ -128,22 +142,66 @@ def turnover_inputs(
     return units, inhabitants, dict(zip(br["sbi"].astype(str), br["branch_name"], strict=True))
 
 
-def read_profiles(task: str, data_dir: Path) -> pd.DataFrame | None:
-    """SHAP area driver profiles, when ``zicht explain`` has written them."""
+def read_profiles(task: str, data_dir: Path, run_id: str) -> pd.DataFrame | None:
+    """SHAP area driver profiles, when ``zicht explain`` has written them; refused (exit 2)
+    when they explain another run than the one that made the predictions."""
     path = Path(data_dir) / "explain" / f"{task}_profiles.parquet"
-    return pd.read_parquet(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    profiles = pd.read_parquet(path)
+    theirs = sorted(set(profiles["run_id"].astype(str))) if "run_id" in profiles else ["?"]
+    if theirs != [run_id]:
+        raise PublishInputError(
+            f"{path}: explains run {', '.join(theirs)}, but the predictions come from run "
+            f"{run_id} (rule: drivers, predictions and champion are one run); fix: "
+            f"`zicht explain {task}` (the champion) and publish again"
+        )
+    return profiles
 
 
-def control(rollup: Rollup, settings: RuleSettings) -> pd.DataFrame:
-    """protect() then audit(); the status frame, or PublishRefused if the audit fails."""
+def champion_from_mlflow(tracking_uri: str) -> Callable[[str], str | None]:
+    """task → the run id of its registered champion (None when there is none)."""
+
+    def lookup(task: str) -> str | None:
+        from experiments.predict import PredictError, champion_run
+
+        try:
+            return str(champion_run(task, tracking_uri).info.run_id)
+        except PredictError:
+            return None
+
+    return lookup
+
+
+def check_champion(task: str, run_id: str, champion: Callable[[str], str | None]) -> None:
+    """The predictions must come from the current champion (exit 2 otherwise)."""
+    theirs = champion(task)
+    if theirs != run_id:
+        now = "there is no champion" if theirs is None else f"the champion is run {theirs}"
+        raise PublishInputError(
+            f"predictions/{task}.parquet: made by run {run_id}, but {now} (rule: drivers, "
+            f"predictions and champion are one run); fix: `zicht predict {task}` and "
+            f"`zicht explain {task}`, then publish again"
+        )
+
+
+def control(
+    rollup: Rollup, settings: RuleSettings, prior: PriorKnowledge | None = None
+) -> pd.DataFrame:
+    """protect() then audit() over this release and every earlier one still public; the
+    status frame, or PublishRefused if the audit fails."""
     from disclosure.audit import audit
     from disclosure.suppress import protect
 
+    known = prior.known if prior is not None else None
+    sticky = prior.suppressed if prior is not None else None
     try:
-        protection = protect(rollup.cells, rollup.relations, settings)
+        protection = protect(
+            rollup.cells, rollup.relations, settings, presuppressed=sticky, known=known
+        )
     except DisclosureRefused as exc:
         raise PublishRefused(f"{rollup.task}: {exc}") from exc
-    result = audit(rollup.cells, rollup.relations, protection.status, settings)
+    result = audit(rollup.cells, rollup.relations, protection.status, settings, known=known)
     failed = result[~result["ok"].astype(bool)]
     if len(failed):
         raise PublishRefused(
@@ -152,6 +210,66 @@ def control(rollup: Rollup, settings: RuleSettings) -> pd.DataFrame:
             "published"
         )
     return protection.status
+
+
+def release_states_dir(data_dir: Path) -> Path:
+    """``DATA/disclosure/releases``: per published version, each task's cell decisions and
+    true values (secure zone), so the next release is audited against what is public."""
+    return Path(data_dir) / "disclosure" / "releases"
+
+
+def prior_states(
+    task: str,
+    cells: pd.DataFrame,
+    *,
+    publish_dir: Path,
+    data_dir: Path,
+    fingerprint: str,
+    run_id: str,
+) -> list[pd.DataFrame]:
+    """What each version of *task* still in ``PUBLISH.d/`` told the public.
+
+    From the version's secure state when this data dir published it (exact values); else
+    from its public ledger, conservatively: a published cell counts as the same variable as
+    ours when the version was made from the same world and, for the model's own bases
+    (``risk_sum``, ``elevated_count``), by the same run.
+    """
+    vdir = versions_dir(Path(publish_dir))
+    if not vdir.is_dir():
+        return []
+    out = []
+    value = cells.set_index("cell_id")["value"]
+    for version in sorted(p for p in vdir.iterdir() if p.is_dir()):
+        if version.name.endswith(".partial") or not (version / "manifest.json").is_file():
+            continue
+        try:
+            doc = json.loads((version / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if task not in doc.get("tasks", {}):
+            continue
+        state = release_states_dir(data_dir) / version.name / f"{task}.parquet"
+        if state.is_file():
+            out.append(pd.read_parquet(state, columns=["cell_id", "value", "status"]))
+            continue
+        ledger_path = version / task / "ledger.csv"
+        if doc.get("data_fingerprint") != fingerprint or not ledger_path.is_file():
+            continue  # another world: other variables
+        led = pd.read_csv(ledger_path, dtype=str, keep_default_na=False)
+        ids = led["level"] + "|" + led["area_code"] + "|" + led["breakdown"] + "|" + led["basis"]
+        same_run = doc.get("runs", {}).get(task) == run_id
+        model_basis = led["basis"].isin(["risk_sum", "elevated_count"]).to_numpy()
+        shared = same_run | ~model_basis
+        out.append(
+            pd.DataFrame(
+                {
+                    "cell_id": ids.to_numpy(),
+                    "value": np.where(shared, ids.map(value).to_numpy(np.float64), np.nan),
+                    "status": led["status"].to_numpy(),
+                }
+            )
+        )
+    return out
 
 
 def release_for(
@@ -163,8 +281,14 @@ def release_for(
     settings: RuleSettings,
     run_id: str,
     profiles: pd.DataFrame | None = None,
-) -> TaskRelease:
-    """Roll up, control and assemble one task's release (no writing)."""
+    prior_frames: Callable[[pd.DataFrame], Sequence[pd.DataFrame]] | None = None,
+) -> tuple[TaskRelease, pd.DataFrame]:
+    """Roll up, control and assemble one task's release (no writing).
+
+    Returns the public release and its secure state (every cell's decision, primary reasons
+    and true value; for the secure zone only). *prior_frames* gives, for the cell table,
+    the states of earlier releases still public (see :func:`prior_states`).
+    """
     branch_names = None
     try:
         if task == "branch_turnover":
@@ -175,9 +299,14 @@ def release_for(
             rollup = roll_up_binary(predictions, task=task, profiles=profiles)
     except RollupError as exc:
         raise PublishInputError(str(exc)) from exc
-    status = control(rollup, settings)
-    tables = level_tables(rollup, status, areas=areas, branch_names=branch_names)
-    return task_release(rollup, tables, status, geometry=areas, run_id=run_id)
+    prior = prior_knowledge(rollup.cells, prior_frames(rollup.cells)) if prior_frames else None
+    status = control(rollup, settings, prior)
+    public = public_status(status)
+    tables = level_tables(rollup, public, areas=areas, branch_names=branch_names)
+    release = task_release(rollup, tables, public, geometry=areas, run_id=run_id)
+    return release, secure_ledger(rollup, status).merge(
+        rollup.cells[["cell_id", "value"]], on="cell_id", how="left", validate="1:1"
+    )
 
 
 def git_commit() -> str:
@@ -208,6 +337,7 @@ def publish_tasks(
     settings: RuleSettings | None = None,
     progress: Callable[[str], None] = lambda _m: None,
     run_fingerprint: Callable[[str], str | None] | None = None,
+    champion: Callable[[str], str | None] | None = None,
 ) -> Path:
     """Publish *tasks* (all or nothing); returns the new version directory.
 
@@ -222,29 +352,62 @@ def publish_tasks(
         raise PublishInputError(f"{world_dir}: no world here; run `zicht generate` first")
     fingerprint, _, _ = world_identity(world_dir)
     lookup = run_fingerprint or fingerprint_from_mlflow(tracking_uri)
+    champion_of = champion or champion_from_mlflow(tracking_uri)
     # read and check every input first: a refusal costs no roll-up
     inputs = {}
     for task in tasks:
         preds = read_predictions(task, data_dir)
-        inputs[task] = (preds, check_fingerprint(task, preds, fingerprint, lookup))
+        run_id = check_fingerprint(task, preds, fingerprint, lookup)
+        check_champion(task, run_id, champion_of)
+        profiles = read_profiles(task, data_dir, run_id) if task == "jonge_aanwas" else None
+        inputs[task] = (preds, run_id, profiles)
     areas = read_areas(world_dir)
-    releases = []
-    for task, (preds, run_id) in inputs.items():
+    releases, states = [], {}
+    for task, (preds, run_id, profiles) in inputs.items():
         progress(f"roll-up and disclosure control {task}")
-        releases.append(
-            release_for(
+        release, states[task] = release_for(
+            task,
+            preds,
+            world_dir=world_dir,
+            areas=areas,
+            settings=settings,
+            run_id=run_id,
+            profiles=profiles,
+            prior_frames=partial(
+                _prior_for,
                 task,
-                preds,
-                world_dir=world_dir,
-                areas=areas,
-                settings=settings,
+                publish_dir=Path(publish_dir),
+                data_dir=data_dir,
+                fingerprint=fingerprint,
                 run_id=run_id,
-                profiles=read_profiles(task, data_dir) if task == "jonge_aanwas" else None,
-            )
+            ),
         )
+        releases.append(release)
     meta = ReleaseMeta(
         data_fingerprint=fingerprint, git_commit=git_commit(), zicht_version=zicht_version()
     )
+    old = current_version(Path(publish_dir))
+
+    def keep_states(version_id: str) -> None:
+        """Before the swap: this version's secure states (tasks carried over keep theirs)."""
+        target = release_states_dir(data_dir) / version_id
+        target.mkdir(parents=True, exist_ok=True)
+        for task, state in states.items():
+            write_parquet_atomic(state, target / f"{task}.parquet")
+        if old is not None:
+            for path in (release_states_dir(data_dir) / old.name).glob("*.parquet"):
+                if path.stem not in states:
+                    write_parquet_atomic(pd.read_parquet(path), target / path.name)
+
     return write_release(
-        releases, publish_dir=Path(publish_dir), settings=settings, meta=meta, progress=progress
+        releases,
+        publish_dir=Path(publish_dir),
+        settings=settings,
+        meta=meta,
+        progress=progress,
+        on_version=keep_states,
     )
+
+
+def _prior_for(task: str, cells: pd.DataFrame, **kwargs: Any) -> list[pd.DataFrame]:
+    return prior_states(task, cells, **kwargs)

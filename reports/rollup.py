@@ -42,6 +42,10 @@ AGE_GROUPS = ("8-12", "13-19", "20-23")
 #: share of units above the national top-decile score counts as "elevated"
 TOP_DECILE = 0.9
 N_DRIVERS = 3
+#: the only reason the public zone gives for a suppressed cell: which primary rule fired
+#: (threshold, dominance, group) or that it is a complement is itself a disclosure; the
+#: reasons stay in the secure zone's ledger
+SUPPRESSED_REASON = "suppressed"
 
 
 class RollupError(ValueError):
@@ -198,6 +202,9 @@ def build_cells(grid: pd.DataFrame, bases: tuple[Basis, ...]) -> pd.DataFrame:
                     "top1": top1.to_numpy(np.float64) if b.kind == "sum" else np.nan,
                     "top2": top2.to_numpy(np.float64) if b.kind == "sum" else np.nan,
                     "upper": g["n"].to_numpy(np.float64) if b.upper == "n" else np.inf,
+                    # one unit adds at most 1 to a count or a sum of probabilities; for other
+                    # sums the disclosure core takes the largest contributor (NaN here)
+                    "unit_max": 1.0 if b.upper == "n" else np.nan,
                     "intent": True,
                 }
             )
@@ -387,12 +394,18 @@ def _driver_cells(
         .itertuples(index=False)
     }
     basis_feature = cells["basis"].str.slice(len("driver_count:"))
-    cells["intent"] = [
-        (lvl, code, brk, f) in top
-        for lvl, code, brk, f in zip(
-            cells["level"], cells["area_code"], cells["breakdown"], basis_feature, strict=True
-        )
-    ]
+    # an area's own top drivers, and the national cell of every driver basis: the tables
+    # show each published driver's prevalence against NL
+    own = np.array(
+        [
+            (lvl, code, brk, f) in top
+            for lvl, code, brk, f in zip(
+                cells["level"], cells["area_code"], cells["breakdown"], basis_feature, strict=True
+            )
+        ],
+        dtype=bool,
+    )
+    cells["intent"] = own | (cells["level"] == "nederland").to_numpy()
     return cells, build_relations(grid, bases, breakdown=True)
 
 
@@ -545,15 +558,24 @@ def level_tables(
         grid[scol], grid[rcol] = s.to_numpy(), r.fillna("").to_numpy()
         published[b.name] = (s == "published").to_numpy()
     if rollup.task == "jonge_aanwas":
+        # a driver slot says something only where the area's risk is published (n large
+        # enough): elsewhere every slot reads "suppressed", whether or not a driver exists
+        risk_ok = published["risk_sum"]
         for k in range(1, N_DRIVERS + 1):
             name = grid[f"driver_{k}"]
+            has = name.notna().to_numpy() & risk_ok
             ids = grid["level"] + "|" + grid["area_code"] + "|" + grid["breakdown"]
+            # driver_national_k is the pooled national share: the NL cell of the total
+            nl_ids = "nederland|NL|" + TOTAL + "|driver_count:" + name.astype(str)
             ids = ids + "|driver_count:" + name.astype(str)
-            s = ids.map(st["status"]).where(name.notna(), "")
-            r = ids.map(st["reason"]).where(name.notna(), "")
+            s = ids.map(st["status"]).fillna("suppressed").to_numpy(object)
+            r = ids.map(st["reason"]).fillna("").to_numpy(object)
             scol, rcol = status_columns(rollup)[f"driver_{k}"]
-            grid[scol], grid[rcol] = s.fillna("suppressed").to_numpy(), r.fillna("").to_numpy()
-            published[f"driver_{k}"] = (grid[scol] == "published").to_numpy()
+            grid[scol] = np.where(has, s, np.where(risk_ok, "", "suppressed"))
+            grid[rcol] = np.where(has, r, np.where(risk_ok, "", SUPPRESSED_REASON))
+            grid[f"_show_driver_{k}"] = has
+            published[f"driver_{k}"] = has & (s == "published")
+            published[f"driver_nl_{k}"] = has & (nl_ids.map(st["status"]) == "published").to_numpy()
     measures = _measures(rollup, grid, published)
     names = areas.set_index(areas["area_code"].astype(str))
     area_name = grid["area_code"].map(names["area_name"]).where(grid["level"] != "nederland")
@@ -613,13 +635,13 @@ def _measures(rollup: Rollup, grid: pd.DataFrame, published: dict[str, np.ndarra
             joined = names.apply(lambda r: ";".join(str(v) for v in r if pd.notna(v)), axis=1)
             m["top_drivers"] = joined.where(ok, "").astype(str) if len(grid) else ""
             for k in range(1, N_DRIVERS + 1):
-                pk = published[f"driver_{k}"]
-                m[f"driver_{k}"] = names[f"driver_{k}"].where(pk, pd.NA)
+                pk, nk = published[f"driver_{k}"], published[f"driver_nl_{k}"]
+                m[f"driver_{k}"] = names[f"driver_{k}"].where(grid[f"_show_driver_{k}"], pd.NA)
                 m[f"driver_prevalence_{k}"] = np.where(
                     pk, grid[f"driver_count_{k}"].to_numpy(np.float64) / n, np.nan
                 )
                 m[f"driver_prevalence_nl_{k}"] = np.where(
-                    pk, grid[f"driver_national_{k}"].to_numpy(np.float64), np.nan
+                    nk, grid[f"driver_national_{k}"].to_numpy(np.float64), np.nan
                 )
     else:
         ok = published["turnover_sum"]

@@ -84,6 +84,7 @@ def _run(data: Path, publish_dir: Path, tasks: tuple[str, ...] = TASKS) -> Path:
         publish_dir=publish_dir,
         tracking_uri="unused",
         run_fingerprint=lambda run_id: fp if run_id == RUN else None,
+        champion=lambda task: RUN,
     )
 
 
@@ -215,6 +216,10 @@ def test_cli_exit_codes(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     code = main(["publish", "hennep", "--data-dir", str(data), "--publish-dir", str(out)])
     assert code == 2 and not out.exists()  # predictions of a run on another world
     monkeypatch.setattr(ep, "fingerprint_from_mlflow", lambda uri: lambda run: fp)
+    monkeypatch.setattr(ep, "champion_from_mlflow", lambda uri: lambda task: None)
+    code = main(["publish", "hennep", "--data-dir", str(data), "--publish-dir", str(out)])
+    assert code == 2 and not out.exists()  # predictions that are not the champion's
+    monkeypatch.setattr(ep, "champion_from_mlflow", lambda uri: lambda task: RUN)
     code = main(["publish", "hennep", "--data-dir", str(data), "--publish-dir", str(out)])
     assert code == 0 and verify_version(out.resolve()) == []
 
@@ -236,6 +241,7 @@ def test_missing_predictions_name_the_fix(data: Path, tmp_path: Path) -> None:
             publish_dir=tmp_path / "publish",
             tracking_uri="unused",
             run_fingerprint=lambda r: None,
+            champion=lambda task: RUN,
         )
     assert not (tmp_path / "publish").exists()
 
@@ -250,7 +256,7 @@ data = Path({data!r})
 fp = world_identity(data / "world")[0]
 print("go", flush=True)
 publish_tasks({tasks!r}, data_dir=data, publish_dir=Path({out!r}), tracking_uri="x",
-              run_fingerprint=lambda r: fp)
+              run_fingerprint=lambda r: fp, champion=lambda t: {run!r})
 print("done", flush=True)
 """
 
@@ -263,7 +269,11 @@ def test_sigkill_at_a_random_point_leaves_a_complete_version(data: Path, tmp_pat
     rng = np.random.default_rng(20240607)
     for delay in rng.uniform(0, duration, size=3):
         code = CHILD.format(
-            repo=str(REPO), data=str(data), out=str(out), tasks=["hennep", "branch_turnover"]
+            run=RUN,
+            repo=str(REPO),
+            data=str(data),
+            out=str(out),
+            tasks=["hennep", "branch_turnover"],
         )
         with subprocess.Popen(
             [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
