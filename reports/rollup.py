@@ -659,7 +659,34 @@ def _measures(rollup: Rollup, grid: pd.DataFrame, published: dict[str, np.ndarra
         m["deviation_ratio"] = np.where(has & np.isfinite(ratio), ratio, np.nan)
         m["flag"] = pd.array(grid["flag"].to_numpy(), dtype="boolean")
         m.loc[~has, "flag"] = pd.NA
+    for col in m.columns:
+        digits = precision(col)
+        if digits is not None:
+            m[col] = m[col].round(digits)
     return m
+
+
+#: decimals every published figure is rounded to (stated per measure in schema.json): no
+#: full-precision mean or share that, times ``n``, gives its basis back to the last unit
+PRECISION = {
+    "risk_mean": 5,
+    "expected_per_1000": 2,
+    "elevated_share": 3,
+    "index": 1,
+    "driver_prevalence": 3,
+    "driver_prevalence_nl": 3,
+    "turnover_per_inhabitant": 0,
+    "expected_per_inhabitant": 0,
+    "deviation_ratio": 3,
+}
+
+
+def precision(measure: str) -> int | None:
+    """Decimals of a published measure (``driver_prevalence_2`` → that of its family)."""
+    if measure in PRECISION:
+        return PRECISION[measure]
+    family = measure.rstrip("0123456789").rstrip("_")
+    return PRECISION.get(family)
 
 
 # --------------------------------------------------------------------------- schema
@@ -774,4 +801,16 @@ def _schema(task: str, *, profiles_used: bool) -> dict[str, Any]:
                     "no area driver profiles were available (run `zicht explain jonge_aanwas`): "
                     "top_drivers and driver_* columns are empty"
                 )
+    for name, spec in measures.items():
+        digits = precision(name)
+        if digits is not None:
+            spec["precision"] = digits
+    notes.append(
+        "every measure with a 'precision' is rounded to that many decimals; the disclosure "
+        "audit treats the published figures as exact, so it is conservative about rounding"
+    )
+    notes.append(
+        "a suppressed cell's reason is always 'suppressed': which rule fired is itself a "
+        "statement about the units in the cell"
+    )
     return {"task": task, "measures": measures, "notes": notes}
