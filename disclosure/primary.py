@@ -87,8 +87,8 @@ def validate_cells(cells: pd.DataFrame) -> None:
         (np.isnan(upper), "column upper must not be NaN (use inf for no bound)"),
         (value > upper * (1 + 1e-12) + 1e-12, "column value must not exceed upper"),
         (
-            (cells["kind"].to_numpy() == "sum") & (n > 0) & np.isnan(top1),
-            "column top1 must be set for sum cells with units",
+            (cells["kind"].to_numpy() == "sum") & (contributors(cells) > 0) & np.isnan(top1),
+            "column top1 must be set for sum cells with contributors",
         ),
         (top1 > value * (1 + 1e-9) + 1e-9, "column top1 must not exceed value"),
     ]

@@ -142,6 +142,30 @@ def turnover_inputs(
     return units, inhabitants, dict(zip(br["sbi"].astype(str), br["branch_name"], strict=True))
 
 
+def residents(world_dir: Path, year: int) -> pd.DataFrame:
+    """Residents aged 8-23 per buurt and age group in the publication *year* (secure zone).
+
+    The jonge-aanwas population leaves out youths with an earlier drug suspicion, so its size
+    per area is a sensitive count: wherever someone knows how many youths live there, it
+    tells how many have a suspicion on record. The published ``n`` is therefore every
+    resident of the age group (alive and registered in a household at the end of
+    *year* - 1, aged 8-23 in *year*, as in the population of the feature builders without
+    the suspicion filter); the modelled units are only the threshold rule's contributors.
+    Returns ``buurt_code, wijk_code, gemeente_code, riec_code, age_group, residents``.
+    """
+    from features import builders as b
+    from features.tables import load_world
+
+    w = load_world(world_dir)
+    snap = b.Snapshot(w, year - 1)
+    ids = np.flatnonzero((snap.hh >= 0) & ~snap.dead & (snap.age >= 8) & (snap.age <= 23))
+    frame = pd.DataFrame(b.area_codes(w, snap.person_buurt[ids]))
+    frame["age_group"] = b.age_groups(snap.age[ids])
+    frame = frame[frame["buurt_code"].notna()]
+    keys = ["buurt_code", "wijk_code", "gemeente_code", "riec_code", "age_group"]
+    return frame.groupby(keys, observed=True).size().rename("residents").reset_index()
+
+
 def read_profiles(task: str, data_dir: Path, run_id: str) -> pd.DataFrame | None:
     """SHAP area driver profiles, when ``zicht explain`` has written them; refused (exit 2)
     when they explain another run than the one that made the predictions."""
@@ -295,6 +319,14 @@ def release_for(
             year = int(predictions["year"].iloc[0])
             units, inhabitants, branch_names = turnover_inputs(world_dir, areas, year)
             rollup = roll_up_turnover(predictions, establishments=units, inhabitants=inhabitants)
+        elif task == "jonge_aanwas":
+            year = int(predictions["year"].iloc[0])
+            rollup = roll_up_binary(
+                predictions,
+                task=task,
+                profiles=profiles,
+                population=residents(world_dir, year),
+            )
         else:
             rollup = roll_up_binary(predictions, task=task, profiles=profiles)
     except RollupError as exc:

@@ -205,6 +205,9 @@ def build_cells(grid: pd.DataFrame, bases: tuple[Basis, ...]) -> pd.DataFrame:
                     # one unit adds at most 1 to a count or a sum of probabilities; for other
                     # sums the disclosure core takes the largest contributor (NaN here)
                     "unit_max": 1.0 if b.upper == "n" else np.nan,
+                    "contributors": (g["contributors"] if "contributors" in g else g["n"]).to_numpy(
+                        np.int64
+                    ),
                     "intent": True,
                 }
             )
@@ -280,7 +283,11 @@ _BINARY_BASES = (Basis("risk_sum", "sum", "n"), Basis("elevated_count", "count",
 
 
 def roll_up_binary(
-    predictions: pd.DataFrame, *, task: str, profiles: pd.DataFrame | None = None
+    predictions: pd.DataFrame,
+    *,
+    task: str,
+    profiles: pd.DataFrame | None = None,
+    population: pd.DataFrame | None = None,
 ) -> Rollup:
     """hennep (per dwelling) or jonge_aanwas (per person, by age group) predictions → Rollup.
 
@@ -288,6 +295,12 @@ def roll_up_binary(
     probability); ``elevated_count`` counts units whose score is above the national
     top-decile threshold (for jonge_aanwas: of their age group, so the pooled threshold does
     not simply pick the oldest group).
+
+    *population* (``buurt_code, wijk_code, gemeente_code, riec_code, <breakdown>,
+    residents``) makes the published ``n`` every resident rather than the modelled units
+    (whose number can be sensitive: jonge_aanwas leaves out youths with an earlier
+    suspicion). Every area with residents gets a row; the modelled units become each cell's
+    ``contributors`` (the threshold rule counts them), and the measures are per resident.
     """
     breakdown = "age_group" if task == "jonge_aanwas" else None
     need = ("buurt_code", "wijk_code", "gemeente_code", "riec_code", "score", "probability")
@@ -307,10 +320,15 @@ def roll_up_binary(
         sums=("risk_sum", "elevated_count"),
         top="risk_sum",
     )
+    if population is not None:
+        grid = _with_population(grid, population, breakdown)
     bases = _BINARY_BASES
     driver_bases: tuple[Basis, ...] = ()
     if task == "jonge_aanwas":
         grid, driver_bases = _attach_profiles(grid, profiles)
+        if population is not None:  # areas with residents but no modelled unit count 0
+            for b in driver_bases:
+                grid[b.name] = grid[b.name].fillna(0.0)
     cells = build_cells(grid, bases)
     relations = build_relations(grid, bases, breakdown=breakdown is not None)
     if driver_bases:
@@ -327,6 +345,39 @@ def roll_up_binary(
         relations=relations,
         schema=_schema(task, profiles_used=profiles is not None),
     )
+
+
+def _with_population(
+    grid: pd.DataFrame, population: pd.DataFrame, breakdown: str | None
+) -> pd.DataFrame:
+    """Every area × breakdown with residents; ``n`` = residents, ``contributors`` = units."""
+    cols = ("buurt_code", "wijk_code", "gemeente_code", "riec_code", "residents")
+    _require(population, cols + ((breakdown,) if breakdown else ()), "population (residents)")
+    people = aggregate(population, levels=LEVELS, breakdown=breakdown, sums=("residents",))
+    keys = ["level", "area_code", "breakdown"]
+    units = grid.drop(columns=_parent_cols(grid))
+    merged = people.drop(columns="n").merge(units, on=keys, how="left", validate="1:1")
+    lost = ~grid.set_index(keys).index.isin(merged.set_index(keys).index)
+    if lost.any():
+        row = grid[lost].iloc[0]
+        raise RollupError(
+            f"predictions: {row['level']} {row['area_code']} {row['breakdown']} has units but "
+            "no residents in the population; fix: build both from the same world and year"
+        )
+    merged["n"] = merged["n"].fillna(0).astype(np.int64)
+    for col in ("risk_sum", "elevated_count"):
+        merged[col] = merged[col].fillna(0.0)
+    over = merged["n"] > merged["residents"]
+    if over.any():
+        row = merged[over].iloc[0]
+        raise RollupError(
+            f"predictions: {row['level']} {row['area_code']} {row['breakdown']} has "
+            f"{int(row['n'])} units but {int(row['residents'])} residents; fix: build the "
+            "population from the same world and publication year as the predictions"
+        )
+    merged["contributors"] = merged.pop("n")
+    merged["n"] = merged.pop("residents").astype(np.int64)
+    return merged
 
 
 def _attach_profiles(
@@ -349,12 +400,14 @@ def _attach_profiles(
     prof = prof.astype({"level": str, "area_code": str, "breakdown": str})
     keys = ["level", "area_code", "breakdown"]
     merged = grid.drop(columns=cols[4:]).merge(prof, on=keys, how="left")
-    bad = merged["profile_n"].notna() & (merged["profile_n"] != merged["n"])
+    units = merged["contributors"] if "contributors" in merged else merged["n"]
+    bad = merged["profile_n"].notna() & (merged["profile_n"] != units)
     if bad.any():
         row = merged[bad].iloc[0]
         raise RollupError(
             f"area driver profiles: n={int(row['profile_n'])} for {row['level']} "
-            f"{row['area_code']} {row['breakdown']} but the predictions have n={int(row['n'])}; "
+            f"{row['area_code']} {row['breakdown']} but the predictions have "
+            f"{int(units[bad].iloc[0])} units; "
             "rerun `zicht explain jonge_aanwas` on the champion that made the predictions"
         )
     merged = merged.drop(columns="profile_n")
@@ -746,11 +799,26 @@ def _schema(task: str, *, profiles_used: bool) -> dict[str, Any]:
         ]
     else:
         s1, s2 = "status_risk_sum", "status_elevated_count"
-        per = "per age group and total" if task == "jonge_aanwas" else ""
         measures = {
-            "n": _measure("count", None, None, "always published", f"units {per}".strip()),
+            "n": _measure(
+                "count",
+                None,
+                None,
+                "always published",
+                "residents of the age group (alive, registered in a household), "
+                "per age group and total; youths with an earlier drug suspicion included"
+                if task == "jonge_aanwas"
+                else "dwellings",
+            ),
             "risk_mean": _measure(
-                "mean", "risk_sum", "n", s1, "mean calibrated probability of the label"
+                "mean",
+                "risk_sum",
+                "n",
+                s1,
+                "expected first drug-offence suspicions in the follow-up window per resident "
+                "(a resident with an earlier suspicion counts 0)"
+                if task == "jonge_aanwas"
+                else "mean calibrated probability of the label",
             ),
             "elevated_share": _measure(
                 "share",

@@ -20,7 +20,7 @@ import pytest
 
 import disclosure.publish as dp
 from disclosure.publish import PublishRefused, current_version, verify_version, versions_dir
-from experiments.publish import PublishInputError, publish_tasks, turnover_inputs
+from experiments.publish import PublishInputError, publish_tasks, residents, turnover_inputs
 from experiments.train import world_identity
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,10 +51,11 @@ def fake_predictions(world: Path, task: str, *, seed: int = 0) -> pd.DataFrame:
         if task == "hennep":
             d = pd.read_parquet(world / "dwellings.parquet", columns=["dwelling_id", "buurt_code"])
             p = pd.DataFrame({"dwelling_id": d["dwelling_id"], "buurt_code": d["buurt_code"]})
-        else:
-            k = 5000
-            p = pd.DataFrame({"person_id": np.arange(k), "buurt_code": rng.choice(b.index, k)})
-            p["age_group"] = rng.choice(["8-12", "13-19", "20-23"], k)
+        else:  # the residents aged 8-23, less a random tenth (an earlier suspicion)
+            people = residents(world, year)
+            p = people.loc[people.index.repeat(people["residents"])].reset_index(drop=True)
+            p = p[rng.random(len(p)) >= 0.1][["buurt_code", "age_group"]]
+            p.insert(0, "person_id", np.arange(len(p)))
         p["buurt_code"] = p["buurt_code"].astype(str)
         p["year"] = year
         for c in ("wijk_code", "gemeente_code", "riec_code"):
