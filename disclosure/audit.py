@@ -473,7 +473,8 @@ def audit(
     *,
     known: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The attacker's interval for every suppressed cell with ``intent`` (secure zone only).
+    """The attacker's interval for every cell it does not see (secure zone only): suppressed
+    ones and those never released, which must not be pinned by the relations either.
 
     Parameters
     ----------
@@ -498,7 +499,7 @@ def audit(
     hidden = unknown_mask(cells, status)
     seen = np.zeros(len(cells), bool) if known is None else np.asarray(known, dtype=bool)
     unknown = hidden & ~seen
-    targets = np.flatnonzero(hidden & cells["intent"].to_numpy(dtype=bool))
+    targets = np.flatnonzero(hidden)
     # a cell suppressed now but known from an earlier release is pinned at its value
     lower = linked.value[targets].astype(float)
     upper = lower.copy()

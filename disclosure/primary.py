@@ -183,7 +183,8 @@ def required_protection(cells: pd.DataFrame, settings: RuleSettings) -> pd.DataF
     (:func:`unit_max`), so that a cell worth 0 is protected too. The largest applicable
     amount is taken. Requirements are capped by what the attacker's bounds allow (``value``
     below, ``upper - value`` above).
-    Safe cells and cells with ``intent == False`` need none.
+    Safe cells need none; cells never released (``intent == False``) need the same as
+    released ones: an unknown cell that the relations pin is disclosed all the same.
 
     Returns
     -------
@@ -212,7 +213,7 @@ def required_protection_unchecked(cells: pd.DataFrame, settings: RuleSettings) -
     if settings.nk is not None:
         top_n = top1 if settings.nk[0] == 1 else top1 + top2
         req = np.maximum(req, np.where(flags["nk"], top_n / settings.nk[1] - value, 0.0))
-    req = np.where(cells["intent"].to_numpy(dtype=bool), np.maximum(req, 0.0), 0.0)
+    req = np.maximum(req, 0.0)
     return pd.DataFrame(
         {
             "cell_id": cells["cell_id"].to_numpy(),

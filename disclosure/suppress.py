@@ -221,7 +221,9 @@ def protect(
     linked = link(cells, relations)
     prim = primary_unchecked(cells, settings)
     intent = cells["intent"].to_numpy(dtype=bool)
-    unsafe = prim["unsafe"].to_numpy() & intent
+    # a cell that is never released is still protected when unsafe: unknown to the attacker
+    # is not enough if the relations pin it (all its siblings and its total published)
+    unsafe = prim["unsafe"].to_numpy()
     req = required_protection_unchecked(cells, settings)
     req_lo, req_up = req["req_lower"].to_numpy(), req["req_upper"].to_numpy()
     known = np.zeros(len(cells), bool) if known is None else np.asarray(known, dtype=bool)
@@ -237,6 +239,7 @@ def protect(
         start = start | (np.asarray(presuppressed, dtype=bool) & ~known)
     state = _Suppressor(linked, cells, start, known)
     state.secondary[start & ~unsafe & intent] = True
+    unsafe_released = unsafe & intent
     for c in np.flatnonzero(unsafe):
         state.raise_need(int(c), req_up[c], req_lo[c])
     state.close_singletons()
@@ -289,7 +292,7 @@ def protect(
                 "already suppressed. Fix: publish a coarser table or drop the cell's intent"
             )
         state.close_singletons()
-    return _result(cells, prim, state, intent, unsafe, rounds)
+    return _result(cells, prim, state, intent, unsafe_released, rounds)
 
 
 def _result(

@@ -289,6 +289,24 @@ def test_cells_not_released_are_suppressed_without_protection():
     assert _suppressed(p) == {"B1": "not_released"}
 
 
+def test_an_unsafe_cell_never_released_is_not_left_pinned():
+    """Not releasing a cell is not enough when its total and siblings are published: the
+    count of a driver nobody named in a buurt of 5 would follow by subtraction."""
+    cells = pd.DataFrame(
+        [
+            _cell("W", 60, 20, level="wijk"),
+            _cell("B1", 5, 2, intent=False),
+            _cell("B2", 55, 18),
+        ]
+    )
+    rels = _relations({"W": ["B1", "B2"]})
+    p = protect(cells, rels, RULES)
+    hidden = _suppressed(p)
+    assert hidden["B1"] == "not_released" and len(hidden) == 2
+    got = audit(cells, rels, p.status, RULES).set_index("cell_id")
+    assert got["ok"].all() and got.loc["B1", "upper"] - got.loc["B1", "lower"] >= 1
+
+
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
