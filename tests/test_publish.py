@@ -295,3 +295,77 @@ def test_sigkill_at_a_random_point_leaves_a_complete_version(data: Path, tmp_pat
         "hennep",
         "branch_turnover",
     }  # the task not named is carried over
+
+
+# --- issue 14: nothing about one person, nothing recomputable ------------------------------
+
+
+def test_public_reasons_say_nothing_but_suppressed(published: Path, data: Path) -> None:
+    """Which rule fired is itself a disclosure: the public zone says only 'suppressed', the
+    reasons stay in the secure zone's release state."""
+    for task in TASKS:
+        for path in (published / task).glob("*.csv"):
+            frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+            for col in [c for c in frame.columns if c == "reason" or c.startswith("reason_")]:
+                assert set(frame[col]) <= {"", "suppressed"}, (path, col, set(frame[col]))
+    doc = json.loads((published / "manifest.json").read_text())
+    for task in TASKS:
+        for reasons in doc["suppressed"][task].values():
+            assert set(reasons) == {"suppressed"}
+    state = data / "disclosure" / "releases" / published.resolve().name / "hennep.parquet"
+    secure = pd.read_parquet(state)
+    assert {"threshold", "secondary"} <= set(secure["reason"].str.split(";").explode())
+    assert {"cell_id", "value", "status"} <= set(secure.columns)
+
+
+def test_jonge_aanwas_n_counts_every_resident(published: Path, data: Path) -> None:
+    """n of jonge_aanwas is every resident of the age group, not the modelled youths (whose
+    number tells how many have a drug suspicion on record where residents are known)."""
+    people = residents(data / "world", 2024)
+    nl = pd.read_csv(published / "jonge_aanwas" / "nederland.csv").set_index("age_group")
+    assert nl.loc["total", "n"] == people["residents"].sum()
+    preds = pd.read_parquet(data / "predictions" / "jonge_aanwas.parquet")
+    assert nl.loc["total", "n"] > len(preds)
+    buurt = pd.read_csv(published / "jonge_aanwas" / "buurt.csv")
+    by = people.groupby(["buurt_code", "age_group"])["residents"].sum()
+    rows = buurt[buurt["age_group"] != "total"].set_index(["area_code", "age_group"])["n"]
+    assert (rows == by.reindex(rows.index)).all()
+    # every buurt with residents has a row, also those without a modelled youth
+    assert set(by.index) <= set(rows.index)
+
+
+def test_profiles_of_another_run_are_refused(data: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "data"
+    (mine / "explain").mkdir(parents=True)
+    (mine / "world").symlink_to((data / "world").resolve(), target_is_directory=True)
+    (mine / "predictions").symlink_to((data / "predictions").resolve())
+    pd.DataFrame({"run_id": ["b" * 32], "level": ["nederland"]}).to_parquet(
+        mine / "explain" / "jonge_aanwas_profiles.parquet"
+    )
+    with pytest.raises(PublishInputError, match=r"explains run b+, but the predictions") as err:
+        _run(mine, tmp_path / "publish", ("jonge_aanwas",))
+    assert RUN in str(err.value) and "zicht explain jonge_aanwas" in str(err.value)
+    assert not (tmp_path / "publish").exists()
+
+
+def test_each_version_keeps_its_secure_state_and_the_next_one_reads_it(
+    data: Path, tmp_path: Path
+) -> None:
+    from experiments.publish import prior_states, release_states_dir
+
+    out = tmp_path / "publish"
+    first = _run(data, out, ("hennep",))
+    second = _run(data, out, ("hennep",))
+    states = release_states_dir(data)
+    assert (states / first.name / "hennep.parquet").is_file()
+    assert (states / second.name / "hennep.parquet").is_file()
+    cells = pd.read_parquet(states / second.name / "hennep.parquet")
+    fp = world_identity(data / "world")[0]
+    prior = prior_states(
+        "hennep", cells, publish_dir=out, data_dir=data, fingerprint=fp, run_id=RUN
+    )
+    assert len(prior) == 2  # both versions still public
+    # the same predictions twice: the same decisions, every suppressed cell stays so
+    a = pd.read_parquet(states / first.name / "hennep.parquet").set_index("cell_id")["status"]
+    b = cells.set_index("cell_id")["status"]
+    assert (a == b.reindex(a.index)).all()
