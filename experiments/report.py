@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments import tracking
 from experiments.predict import PredictError, champion_run
+from experiments.publish import release_states_dir
 from experiments.train import world_identity
 from features.audit import AuditSettings, ProtectedAccess, ProxyAudit
 from features.tables import META, UNIT_ID, load_world
@@ -170,7 +171,7 @@ def _audit(
 
 
 def _disclosure(
-    task: str, publish_dir: Path, run_id: str
+    task: str, publish_dir: Path, run_id: str, data_dir: Path
 ) -> tuple[dict[str, Any] | None, pd.DataFrame | None, str]:
     manifest = publish_dir / "manifest.json"
     note = f"Not yet published: run `zicht publish {task}`."
@@ -191,6 +192,18 @@ def _disclosure(
         for level, reasons in doc.get("suppressed", {}).get(task, {}).items()
         for reason, k in reasons.items()
     ]
+    # the public zone says only "suppressed"; reviewers get the counts by primary reason
+    # from the version's secure state (counts per level: aggregates, no cell)
+    state = release_states_dir(data_dir) / str(doc.get("version", "")) / f"{task}.parquet"
+    if state.is_file():
+        st = pd.read_parquet(state, columns=["level", "status", "reason"])
+        hidden = st[(st["status"] != "published") & (st["reason"] != "not_released")]
+        why = hidden.assign(reason=hidden["reason"].str.split(";")).explode("reason")
+        counts = why.groupby(["level", "reason"]).size()
+        rows = [
+            {"level": str(lv), "reason": str(r), "suppressed cells": int(k)}
+            for (lv, r), k in counts.items()
+        ]
     ledger = publish_dir / task / "ledger.csv"
     if ledger.exists():
         led = pd.read_csv(ledger, usecols=["status"])
@@ -258,7 +271,7 @@ def build_report(
     manifest = json.loads(world_manifest.read_text()) if world_manifest.exists() else {}
     year = int(params["holdout_year"])
     audit, audit_note = _audit(task, run_id, features, data_dir, year, min_count)
-    disclosure, suppressed, disclosure_note = _disclosure(task, publish_dir, run_id)
+    disclosure, suppressed, disclosure_note = _disclosure(task, publish_dir, run_id, data_dir)
     world_matches = tags.get("zicht.data_fingerprint") == fingerprint
     report = TaskReport(
         task=task,
