@@ -7,9 +7,13 @@ shared ones.
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
 import os
 import shutil
+import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,8 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -148,7 +154,8 @@ def test_planted_file_is_found(
 def store(tmp_path: Path) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("zicht/planted")
+    artifacts = (tmp_path / "artifacts").as_uri()  # not ./mlruns in the working directory
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("zicht/planted", artifacts))
     return uri
 
 
@@ -202,6 +209,130 @@ def test_model_with_input_example_is_found(
     # never a value of the example in the finding's detail (the path may hold any digits)
     detail = next(line for line in out.splitlines() if "input_example.json: input_example" in line)
     assert "4321.8765" not in out and "14" not in detail.split("input_example: ")[1]
+
+
+# --------------------------------------------------------------------------- every format
+
+
+PERSONS = 1234
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Path:
+    """A data directory whose world has PERSONS persons (all the row-count check reads)."""
+    data = tmp_path / "data"
+    (data / "world").mkdir(parents=True)
+    manifest = {"files": {"persons.parquet": {"rows": PERSONS}}}
+    (data / "world" / "manifest.json").write_text(json.dumps(manifest))
+    return data
+
+
+def _units(_rows: int) -> pd.DataFrame:
+    """A small unit-level table: found by its id column whatever its length."""
+    return pd.DataFrame({"person_id": np.arange(101, 141), "score": np.linspace(0, 1, 40)})
+
+
+def _scores(rows: int) -> pd.DataFrame:
+    """One score per person and no id column: found by its row count only."""
+    return pd.DataFrame({"score": np.random.default_rng(3).random(rows)})
+
+
+def _arrow_stream(frame: pd.DataFrame, path: Path) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    with pa.ipc.new_stream(str(path), table.schema) as writer:
+        writer.write_table(table)
+
+
+def _npz(frame: pd.DataFrame, path: Path) -> None:
+    np.savez(path, units=frame.to_records(index=False))
+
+
+def _xlsx(frame: pd.DataFrame, path: Path) -> None:
+    """With openpyxl, pandas writes it; without, a minimal workbook (Office Open XML)."""
+    if HAVE_OPENPYXL:
+        frame.to_excel(path, index=False)
+        return
+    cells = "".join(
+        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{v}</t></is></c></row>'
+        for r, v in enumerate(["person_id", *map(str, frame["person_id"])], start=1)
+    )
+    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("xl/workbook.xml", f"<workbook {ns}/>")
+        zf.writestr(
+            "xl/worksheets/sheet1.xml",
+            f"<worksheet {ns}><sheetData>{cells}</sheetData></worksheet>",
+        )
+
+
+def _zstd_csv(frame: pd.DataFrame, path: Path) -> None:
+    path.write_bytes(pa.compress(frame.to_csv(index=False).encode(), "zstd", asbytes=True))
+
+
+def _tar_gz_csv(frame: pd.DataFrame, path: Path) -> None:
+    data = frame.to_csv(index=False).encode()
+    with tarfile.open(path, "w:gz") as tf:
+        info = tarfile.TarInfo("units.csv")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+
+
+def _blob(_frame: pd.DataFrame, path: Path) -> None:
+    path.write_bytes(bytes(range(256)) * 64)
+
+
+HAVE_OPENPYXL = importlib.util.find_spec("openpyxl") is not None
+Writer = Callable[[pd.DataFrame, Path], None]
+#: name -> (frame, writer, check). Each is logged to a run of a fresh MLflow store.
+FORMATS: dict[str, tuple[Callable[[int], pd.DataFrame], Writer, str]] = {
+    "units.csv.gz": (_units, lambda f, p: f.to_csv(p, index=False), "unit_id_column"),
+    "units.csv.bz2": (_units, lambda f, p: f.to_csv(p, index=False), "unit_id_column"),
+    "units.csv.xz": (_units, lambda f, p: f.to_csv(p, index=False), "unit_id_column"),
+    "units.csv.zst": (_units, _zstd_csv, "unit_id_column"),
+    "units.csv.zip": (_units, lambda f, p: f.to_csv(p, index=False), "unit_id_column"),
+    "units.tar.gz": (_units, _tar_gz_csv, "unit_id_column"),
+    "units.tsv": (_units, lambda f, p: f.to_csv(p, sep="\t", index=False), "unit_id_column"),
+    "units.psv": (_units, lambda f, p: f.to_csv(p, sep="|", index=False), "unit_id_column"),
+    "units.jsonl": (
+        _units,
+        lambda f, p: f.to_json(p, orient="records", lines=True),
+        "unit_id_column",
+    ),
+    "units.json": (_units, lambda f, p: f.to_json(p, orient="records"), "unit_id_column"),
+    "scores.parquet": (_scores, lambda f, p: f.to_parquet(p), "unit_rows"),
+    "units.feather": (_units, lambda f, p: f.to_feather(p), "unit_id_column"),
+    "units.arrows": (_units, _arrow_stream, "unit_id_column"),
+    "units.npy": (_units, lambda f, p: np.save(p, f.to_records(index=False)), "unit_id_column"),
+    "scores.npy": (_scores, lambda f, p: np.save(p, f.to_numpy()), "unit_rows"),
+    "units.npz": (_units, _npz, "unit_id_column"),
+    "units.xlsx": (_units, _xlsx, "unit_id_column" if HAVE_OPENPYXL else "unreadable"),
+    "units.pkl": (_units, lambda f, p: f.to_pickle(p), "unreadable"),
+    # the content decides: a renamed table is still read
+    "renamed.txt": (_units, lambda f, p: f.to_feather(p), "unit_id_column"),
+    "renamed.png": (_scores, lambda f, p: f.to_parquet(p), "unit_rows"),
+    "renamed.bin": (_units, lambda f, p: f.to_pickle(p), "unreadable"),
+    "blob.bin": (_units, _blob, "unknown_format"),
+}
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_unit_table_in_any_format_is_found(
+    name: str, store: str, world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame, write, check = FORMATS[name]
+    path = tmp_path / "planted" / name
+    path.parent.mkdir()
+    write(frame(PERSONS), path)
+    with mlflow.start_run():
+        mlflow.log_artifact(str(path), artifact_path="tables")
+    assert _audit_store(store, world, tmp_path) == 4
+    out = capsys.readouterr().out
+    found = [line for line in out.splitlines() if line.startswith("mlflow: ")]
+    assert any(f"/tables/{name}: {check}: " in line for line in found), out
+    assert all(f"/tables/{name}: " in line for line in found), found  # nothing else
+    if check == "unreadable":
+        assert "remove it" in out  # the message says what to do
 
 
 # --------------------------------------------------------------------------- the core
