@@ -35,10 +35,25 @@ Checks (``Finding.check``), as in CONTRACT.md "What `zicht audit artifacts` chec
     An MLflow model with an ``input_example.json``/``serving_input_example.json``: input
     examples are never built from microdata.
 ``unreadable``
-    A CSV, Parquet, JSON, GeoJSON or HTML file that cannot be parsed, or a ``.png`` that is
-    not a PNG. A readable PNG cannot be checked here: every plot function takes binned
+    A file (or a member of an archive) that cannot be parsed; a pickle (never unpickled:
+    loading one runs code), unless it is part of a logged model in the secure zone; Excel
+    without an engine installed; a ``.png`` that is not a PNG (its content is then read as
+    what it is). A readable PNG cannot be checked here: every plot function takes binned
     aggregate frames only (:mod:`reports.plots`, proved by ``tests/test_plots.py``), so PNGs
     are counted, not findings.
+``unknown_format``
+    Binary content of no known format, or markup that is neither HTML nor SVG.
+
+Formats (:func:`detect_format`) come from the content (the name is only a hint where the
+content is not enough), so a renamed file is read as what it is: delimited text
+(``,;\t|``, sniffed), JSON and JSON Lines, Parquet, Feather/Arrow IPC (file and stream),
+NumPy ``.npy`` (``.npz`` is a zip of them), Excel (``.xlsx``/``.xls``/``.ods``, through
+pandas where an engine is installed), gzip/bzip2/xz/Zstandard and zip/tar archives (read
+inside, to :data:`MAX_NESTING` levels), HTML. Known kinds without tables are clean: PNG and
+SVG images, empty files, a LightGBM text dump and a pickle inside an MLflow model directory
+of the secure zone, and plain text named in :data:`SAFE_TEXT_NAMES` /
+:data:`SAFE_TEXT_SUFFIXES` (``MLmodel``, ``requirements.txt``, YAML, Markdown...) unless it
+sniffs as a delimited table. Any other text is read as a one-column table, one line a row.
 
 Unit-id rule (the *name* check). A column name is split into lower-case tokens (``_``,
 ``-``, ``.``, spaces, camelCase). It is a unit id when a token is a CBS record key (``rin``,
@@ -67,7 +82,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -620,7 +635,7 @@ class _Blob:
         return data.decode(_text_encoding(data[:HEAD_BYTES]) or "utf-8")
 
 
-def _read_capped(fh: IO[bytes], what: str) -> bytes:
+def _read_capped(fh: Any, what: str) -> bytes:
     data = fh.read(MAX_INFLATED + 1)
     if len(data) > MAX_INFLATED:
         raise _Unreadable(f"{what} inflates to more than {MAX_INFLATED >> 20} MiB; not read")
@@ -630,7 +645,7 @@ def _read_capped(fh: IO[bytes], what: str) -> bytes:
 def _inflate(blob: _Blob, kind: str) -> bytes:
     """The content of a gzip, bzip2, xz or Zstandard file (Zstandard through pyarrow)."""
     with blob.open() as raw:
-        stream: IO[bytes]
+        stream: Any  # a pyarrow stream or a file object of the standard library
         if kind == "zstd":
             stream = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd")
         elif kind == "gzip":
@@ -653,9 +668,9 @@ def _members(blob: _Blob, kind: str) -> Iterator[_Blob]:
         else:
             with tarfile.open(fileobj=raw) as tf:
                 for member in tf.getmembers():
-                    fh = tf.extractfile(member) if member.isfile() else None
-                    if fh is not None:
-                        yield _Blob.of_bytes(member.name, _read_capped(fh, member.name))
+                    data = tf.extractfile(member) if member.isfile() else None
+                    if data is not None:
+                        yield _Blob.of_bytes(member.name, _read_capped(data, member.name))
 
 
 def _zip_kind(blob: _Blob) -> str:

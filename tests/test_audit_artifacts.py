@@ -11,6 +11,7 @@ import importlib.util
 import io
 import json
 import os
+import pickle
 import shutil
 import tarfile
 import zipfile
@@ -28,7 +29,13 @@ from mlflow.tracking import MlflowClient
 
 from experiments.audit import scan_context
 from experiments.cli import main
-from reports.scan import ScanContext, check_table, is_unit_id_column, scan_file
+from reports.scan import (
+    ScanContext,
+    check_table,
+    detect_format,
+    is_unit_id_column,
+    scan_file,
+)
 
 
 def _audit(*args: str) -> int:
@@ -389,10 +396,82 @@ def test_geojson_properties_and_png(tmp_path: Path) -> None:
     assert [f.check for f in found.findings] == ["unit_id_column"]
     (tmp_path / "fake.png").write_text("person_id\n1\n")
     png = scan_file(tmp_path / "fake.png", zone="review", name="fake.png", ctx=ctx)
-    assert [f.check for f in png.findings] == ["unreadable"]
+    # not a PNG, and read as what it is: a table with a unit id
+    assert [f.check for f in png.findings] == ["unreadable", "unit_id_column"]
 
 
 def test_context_counts_the_world(tiny_run: Any) -> None:
     ctx = scan_context(tiny_run.data)
     assert "the world's persons" in ctx.unit_counts.values()
     assert ctx.min_count == 10 and "build_year" in ctx.feature_names
+
+
+def _checks(path: Path, zone: str = "mlflow") -> list[str]:
+    return [f.check for f in scan_file(path, zone=zone, name=path.name, ctx=ScanContext()).findings]
+
+
+def test_known_safe_kinds_are_clean(tmp_path: Path) -> None:
+    """What a logged model and a report hold besides tables: no finding, nothing skipped
+    that could be a table."""
+    model = tmp_path / "model"
+    model.mkdir()
+    files = {
+        model / "MLmodel": "artifact_path: model\nflavors:\n  sklearn: {}\n",
+        model / "conda.yaml": "channels:\n- conda-forge\ndependencies:\n- python=3.11\n",
+        model / "python_env.yaml": "python: 3.11\nbuild_dependencies:\n- pip\n",
+        model / "requirements.txt": "mlflow==3.17.2\nlightgbm==4.7.0\n",
+        tmp_path / "leaderboard.md": "# Leaderboard\n\nLightGBM first, logistic second.\n",
+        tmp_path / "plot.svg": '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>',
+        tmp_path / "empty.csv": "",
+    }
+    for path, text in files.items():
+        path.write_text(text)
+    (model / "model.pkl").write_bytes(pickle.dumps({"coef": [0.5]}))  # a model, in its dir
+    (model / "model.lgb").write_text("tree\nversion=v4\n")
+    for path in [*files, model / "model.pkl", model / "model.lgb"]:
+        assert _checks(path) == [], path.name
+
+
+def test_models_and_pickles_by_content(tmp_path: Path) -> None:
+    (tmp_path / "frame.pkl").write_bytes(pickle.dumps(pd.DataFrame({"person_id": [1]})))
+    assert _checks(tmp_path / "frame.pkl") == ["unreadable"]  # not in a model directory
+    assert _checks(tmp_path / "frame.pkl", "review") == ["model_outside_secure"]
+    (tmp_path / "booster.dat").write_text("tree\nversion=v4\nnum_class=1\n")
+    assert _checks(tmp_path / "booster.dat") == []
+    assert _checks(tmp_path / "booster.dat", "review") == ["model_outside_secure"]
+    np.save(tmp_path / "objects.npy", np.array([{"person_id": 1}], dtype=object))
+    assert _checks(tmp_path / "objects.npy") == ["unreadable"]  # would need unpickling
+
+
+def test_other_contents_are_read_or_found(tmp_path: Path) -> None:
+    page = pd.DataFrame({"dwelling_id": [1, 2]}).to_html(index=False)
+    (tmp_path / "page.txt").write_text(f"<!DOCTYPE html><html><body>{page}</body></html>")
+    assert _checks(tmp_path / "page.txt") == ["unit_id_column"]
+    keys = "\n".join(str(k) for k in range(500_000, 501_500))
+    (tmp_path / "keys").write_text(keys)  # one unit key a line, no header, no suffix
+    assert _checks(tmp_path / "keys") == ["unit_id_values"]
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512))
+    assert _checks(tmp_path / "old.xls") == ["unreadable"]
+    (tmp_path / "data.xml").write_text("<?xml version='1.0'?><rows><r person_id='1'/></rows>")
+    assert _checks(tmp_path / "data.xml") == ["unknown_format"]
+    (tmp_path / "bad.json").write_text('{"person_id": [1, 2')
+    assert _checks(tmp_path / "bad.json") == ["unreadable"]
+
+
+@pytest.mark.parametrize(
+    ("head", "name", "kind"),
+    [
+        (b"PAR1\x15\x04", "x.csv", "parquet"),
+        (b"ARROW1\x00\x00", "x", "arrow"),
+        (b"\x93NUMPY\x01\x00", "x.bin", "npy"),
+        (b"\x1f\x8b\x08\x00", "x.csv.gz", "gzip"),
+        (b"\x80\x05\x95", "x.dat", "pickle"),
+        (b"a;b;c\n1;2;3\n4;5;6\n", "x.dat", "delimited"),
+        (b'{"a": 1}\n{"a": 2}\n', "x.log", "json"),
+        (b"artifact_path: model\n", "MLmodel", "text"),
+        (b"some words\nmore words\n", "notes.log", "lines"),
+        (b"\x00\x01\x02\x03", "x.csv", "unknown"),
+    ],
+)
+def test_detect_format(head: bytes, name: str, kind: str) -> None:
+    assert detect_format(head, name) == kind
