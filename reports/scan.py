@@ -35,10 +35,25 @@ Checks (``Finding.check``), as in CONTRACT.md "What `zicht audit artifacts` chec
     An MLflow model with an ``input_example.json``/``serving_input_example.json``: input
     examples are never built from microdata.
 ``unreadable``
-    A CSV, Parquet, JSON, GeoJSON or HTML file that cannot be parsed, or a ``.png`` that is
-    not a PNG. A readable PNG cannot be checked here: every plot function takes binned
+    A file (or a member of an archive) that cannot be parsed; a pickle (never unpickled:
+    loading one runs code), unless it is part of a logged model in the secure zone; Excel
+    without an engine installed; a ``.png`` that is not a PNG (its content is then read as
+    what it is). A readable PNG cannot be checked here: every plot function takes binned
     aggregate frames only (:mod:`reports.plots`, proved by ``tests/test_plots.py``), so PNGs
     are counted, not findings.
+``unknown_format``
+    Binary content of no known format, or markup that is neither HTML nor SVG.
+
+Formats (:func:`detect_format`) come from the content (the name is only a hint where the
+content is not enough), so a renamed file is read as what it is: delimited text
+(``,;\t|``, sniffed), JSON and JSON Lines, Parquet, Feather/Arrow IPC (file and stream),
+NumPy ``.npy`` (``.npz`` is a zip of them), Excel (``.xlsx``/``.xls``/``.ods``, through
+pandas where an engine is installed), gzip/bzip2/xz/Zstandard and zip/tar archives (read
+inside, to :data:`MAX_NESTING` levels), HTML. Known kinds without tables are clean: PNG and
+SVG images, empty files, a LightGBM text dump and a pickle inside an MLflow model directory
+of the secure zone, and plain text named in :data:`SAFE_TEXT_NAMES` /
+:data:`SAFE_TEXT_SUFFIXES` (``MLmodel``, ``requirements.txt``, YAML, Markdown...) unless it
+sniffs as a delimited table. Any other text is read as a one-column table, one line a row.
 
 Unit-id rule (the *name* check). A column name is split into lower-case tokens (``_``,
 ``-``, ``.``, spaces, camelCase). It is a unit id when a token is a CBS record key (``rin``,
@@ -53,15 +68,27 @@ studies, folds, versions) or an area (``buurt``, ``wijk``, ``gemeente``, ``riec`
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import csv
+import gzip
+import io
 import json
+import lzma
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from microdata.io import sha256_file
@@ -80,6 +107,7 @@ CHECKS = (
     "model_outside_secure",
     "input_example",
     "unreadable",
+    "unknown_format",
 )
 #: Zones where models may live (the MLflow artifact store is the secure zone).
 SECURE_ZONES = frozenset({"mlflow"})
@@ -128,8 +156,56 @@ UNIT_ROWS_MIN = 100
 MODEL_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".skops", ".ubj", ".lgb", ".onnx"})
 INPUT_EXAMPLES = frozenset({"input_example.json", "serving_input_example.json"})
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TABLE_SUFFIXES = frozenset({".csv", ".parquet", ".json", ".geojson"})
+LIGHTGBM_DUMP = b"tree\n"  # LightGBM's model text: "tree\nversion=v4\n..."
 HTML_SUFFIXES = frozenset({".html", ".htm"})
+JSON_SUFFIXES = frozenset({".json", ".geojson", ".jsonl", ".ndjson"})
+#: Delimited text by suffix, and the delimiter when sniffing finds none (one column).
+DELIMITED_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".psv": "|"}
+PICKLE_SUFFIXES = frozenset({".pkl", ".pickle"})
+PICKLE_PROTOCOLS = frozenset(bytes([p]) for p in range(2, 6))
+PICKLE_DETAIL = (
+    "{what}: never unpickled (loading it can run code), so the audit cannot check it; "
+    "save tables as Parquet or CSV, or remove it"
+)
+#: Formats by their first bytes (the content wins over the suffix).
+MAGIC: tuple[tuple[bytes, str], ...] = (
+    (PNG_SIGNATURE, "png"),
+    (b"PAR1", "parquet"),
+    (b"ARROW1", "arrow"),  # Feather v2 = the Arrow IPC file format
+    (b"FEA1", "arrow"),  # Feather v1
+    (b"\xff\xff\xff\xff", "arrow_stream"),  # the Arrow IPC stream format
+    (b"\x93NUMPY", "npy"),
+    (b"PK\x03\x04", "zip"),  # also .npz, .xlsx, .ods
+    (b"PK\x05\x06", "zip"),  # an empty zip
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "excel"),  # OLE2: .xls
+    (LIGHTGBM_DUMP, "lightgbm"),
+)
+ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
+COMPRESSIONS = frozenset({"gzip", "bz2", "xz", "zstd"})
+#: Formats read as tables by :func:`_read_tables`.
+TABLE_FORMATS = frozenset(
+    {"delimited", "json", "lines", "parquet", "arrow", "arrow_stream", "npy", "excel"}
+)
+#: Known kinds that hold no table: nothing to check. (PNGs are counted; HTML is read.)
+SAFE_FORMATS = frozenset({"empty", "text", "svg"})
+#: Every value of :func:`detect_format`.
+FORMATS = TABLE_FORMATS | SAFE_FORMATS | COMPRESSIONS
+FORMATS |= {"png", "html", "zip", "tar", "pickle", "lightgbm", "unknown"}
+#: Plain text that is known to hold no table (unless it sniffs as a delimited one): MLflow's
+#: model metadata and environments, configs, Markdown, code.
+SAFE_TEXT_NAMES = frozenset(
+    {"MLmodel", "requirements.txt", "conda.yaml", "python_env.yaml", "registered_model_meta"}
+)
+SAFE_TEXT_SUFFIXES = frozenset({".yaml", ".yml", ".md", ".py", ".toml", ".cfg", ".ini"})
+HEAD_BYTES = 64 * 1024
+SNIFF_LINES = 50
+#: Most bytes a compressed file or an archive member is read to (a zip bomb is unreadable).
+MAX_INFLATED = 2 * 1024**3
+MAX_NESTING = 3
 
 
 @dataclass(frozen=True)
@@ -433,7 +509,7 @@ def _html_frame(rows: list[tuple[list[str], bool]]) -> pd.DataFrame:
 def _is_lightgbm_dump(path: Path) -> bool:
     with path.open("rb") as fh:
         head = fh.read(64)
-    return head.startswith(b"tree\n")  # LightGBM's model text: "tree\nversion=v4\n..."
+    return head.startswith(LIGHTGBM_DUMP)
 
 
 def is_model_file(path: Path) -> bool:
@@ -441,6 +517,11 @@ def is_model_file(path: Path) -> bool:
     if path.name == "MLmodel" or path.suffix.lower() in MODEL_SUFFIXES:
         return True
     return path.suffix.lower() == ".txt" and _is_lightgbm_dump(path)
+
+
+def _in_model_dir(path: Path) -> bool:
+    """Whether *path* belongs to an MLflow model (an ``MLmodel`` up to three levels above)."""
+    return any((d / "MLmodel").is_file() for d in list(path.parents)[:3])
 
 
 def _schema_measures(path: Path) -> list[str] | None:
@@ -456,54 +537,365 @@ def _schema_measures(path: Path) -> list[str] | None:
     return [str(m) for m in measures] if isinstance(measures, dict | list) else None
 
 
-def scan_file(path: Path, *, zone: str, name: str, ctx: ScanContext) -> ScanResult:
-    """All checks on one file. *name* is how findings refer to it (relative to its zone)."""
-    result = ScanResult(scanned={zone: 1})
-    out = result.findings
-    suffix = path.suffix.lower()
-
-    def add(check: str, detail: str) -> None:
-        out.append(Finding(zone, name, check, detail))
-
+def _text_encoding(head: bytes) -> str | None:
+    """The encoding of a text file from its first bytes; None for binary content."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\x00" in head:
+        return None
     try:
-        if zone not in SECURE_ZONES and is_model_file(path):
-            add("model_outside_secure", "a model file; models stay in the MLflow store")
-        if path.name in INPUT_EXAMPLES and (path.parent / "MLmodel").exists():
-            add("input_example", "the model was logged with an input example (unit rows)")
-        if suffix == ".png":
-            with path.open("rb") as fh:
-                if fh.read(8) != PNG_SIGNATURE:
-                    add("unreadable", "not a PNG file")
-                else:
-                    result.png[zone] = 1
-            return result
-        if suffix in TABLE_SUFFIXES:
-            measures = _schema_measures(path) if zone == "publish" else None
-            for where, frame in _read_tables(path):
-                out.extend(
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        text = head.decode("cp1252", errors="replace")
+        odd = sum(1 for ch in text if ch == "\ufffd" or (ch < " " and ch not in "\t\r\n\f"))
+        return "cp1252" if odd <= len(text) // 100 else None
+
+
+def _head_text(head: bytes, encoding: str) -> str:
+    return codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=False)
+
+
+def _delimiter(text: str) -> str | None:
+    """The delimiter of a delimited table (``,;\\t|``, sniffed), if every sampled line has the
+    same number (at least 2) of fields; None otherwise."""
+    lines = [line for line in text.splitlines()[:SNIFF_LINES] if line.strip()]
+    if len(text) >= HEAD_BYTES // 2 and len(lines) > 1:
+        lines = lines[:-1]  # the last line of a long head may be cut off
+    if not lines:
+        return None
+    try:
+        dialect = csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|")
+    except csv.Error:
+        return None
+    widths = {len(row) for row in csv.reader(lines, dialect)}
+    return dialect.delimiter if len(widths) == 1 and widths.pop() >= 2 else None
+
+
+def _is_safe_text(name: str) -> bool:
+    return name in SAFE_TEXT_NAMES or Path(name).suffix.lower() in SAFE_TEXT_SUFFIXES
+
+
+def detect_format(head: bytes, name: str) -> str:
+    """The format of a file from its first bytes; its *name* is only a hint (a renamed file
+    is read as what it is). One of :data:`FORMATS`."""
+    suffix = Path(name).suffix.lower()
+    if not head:
+        return "empty"
+    for magic, kind in MAGIC:
+        if head.startswith(magic):
+            return kind
+    if (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS) or suffix in PICKLE_SUFFIXES:
+        return "pickle"
+    if head[257:262] == b"ustar":
+        return "tar"
+    encoding = _text_encoding(head)
+    if encoding is None:
+        return "unknown"
+    text = _head_text(head, encoding)
+    lead = text.lstrip("\ufeff \t\r\n")[:2048].lower()
+    if suffix in HTML_SUFFIXES or lead.startswith(("<!doctype html", "<html")):
+        return "html"
+    if lead.startswith(("<svg", "<?xml", "<!doctype svg")) and "<svg" in lead:
+        return "svg"
+    if lead.startswith("<"):
+        return "unknown"  # XML or markup that is neither HTML nor SVG
+    if suffix in JSON_SUFFIXES or lead.startswith(("{", "[")):
+        return "json"
+    if suffix in DELIMITED_SUFFIXES or _delimiter(text) is not None:
+        return "delimited"
+    return "text" if _is_safe_text(name) else "lines"
+
+
+class _Unreadable(Exception):
+    """Content the scan cannot read; the message says what it is and what to do."""
+
+
+@dataclass(frozen=True)
+class _Blob:
+    """A file, or a member of an archive or a compressed file: a name (its suffix is a hint)
+    and a way to open its bytes."""
+
+    name: str
+    open: Callable[[], BinaryIO]
+
+    @classmethod
+    def of_bytes(cls, name: str, data: bytes) -> _Blob:
+        return cls(name, lambda: io.BytesIO(data))
+
+    def head(self) -> bytes:
+        with self.open() as fh:
+            return fh.read(HEAD_BYTES)
+
+    def text(self) -> str:
+        with self.open() as fh:
+            data = fh.read()
+        return data.decode(_text_encoding(data[:HEAD_BYTES]) or "utf-8")
+
+
+def _read_capped(fh: Any, what: str) -> bytes:
+    data = fh.read(MAX_INFLATED + 1)
+    if len(data) > MAX_INFLATED:
+        raise _Unreadable(f"{what} inflates to more than {MAX_INFLATED >> 20} MiB; not read")
+    return data
+
+
+def _inflate(blob: _Blob, kind: str) -> bytes:
+    """The content of a gzip, bzip2, xz or Zstandard file (Zstandard through pyarrow)."""
+    with blob.open() as raw:
+        stream: Any  # a pyarrow stream or a file object of the standard library
+        if kind == "zstd":
+            stream = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd")
+        elif kind == "gzip":
+            stream = gzip.GzipFile(fileobj=raw)
+        else:
+            stream = bz2.BZ2File(raw) if kind == "bz2" else lzma.LZMAFile(raw)
+        with stream:
+            return _read_capped(stream, f"the {kind} stream")
+
+
+def _members(blob: _Blob, kind: str) -> Iterator[_Blob]:
+    """The regular files of a zip or tar archive, each read into memory."""
+    with blob.open() as raw:
+        if kind == "zip":
+            with zipfile.ZipFile(raw) as zf:
+                for info in zf.infolist():
+                    if not info.is_dir():
+                        with zf.open(info) as fh:
+                            yield _Blob.of_bytes(info.filename, _read_capped(fh, info.filename))
+        else:
+            with tarfile.open(fileobj=raw) as tf:
+                for member in tf.getmembers():
+                    data = tf.extractfile(member) if member.isfile() else None
+                    if data is not None:
+                        yield _Blob.of_bytes(member.name, _read_capped(data, member.name))
+
+
+def _zip_kind(blob: _Blob) -> str:
+    """``excel`` for an Office Open XML or OpenDocument spreadsheet, else ``zip``."""
+    with blob.open() as raw, zipfile.ZipFile(raw) as zf:
+        names = set(zf.namelist())
+        if "[Content_Types].xml" in names and any(n.startswith("xl/") for n in names):
+            return "excel"
+        if "mimetype" in names and zf.read("mimetype").startswith(ODS_MIMETYPE):
+            return "excel"
+    return "zip"
+
+
+def _array_frame(array: np.ndarray) -> pd.DataFrame:
+    """A NumPy array as a table: a structured array has named columns; a plain one gives
+    its rows (and numbered columns, up to two dimensions)."""
+    if array.dtype.names:
+        return pd.DataFrame.from_records(array.reshape(-1))
+    if array.ndim == 1:
+        return pd.DataFrame({"values": array})
+    if array.ndim == 2:
+        return pd.DataFrame(array, columns=[f"col{i}" for i in range(array.shape[1])])
+    return pd.DataFrame(index=pd.RangeIndex(array.shape[0] if array.ndim else 0))
+
+
+def _read_npy(blob: _Blob) -> pd.DataFrame:
+    with blob.open() as fh:
+        try:
+            array = np.load(fh, allow_pickle=False)
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise _Unreadable(PICKLE_DETAIL.format(what="a NumPy array of objects")) from exc
+            raise
+    return _array_frame(array)
+
+
+def _read_delimited(blob: _Blob, head: bytes) -> pd.DataFrame:
+    encoding = _text_encoding(head) or "utf-8"
+    sep = _delimiter(_head_text(head, encoding))
+    if sep is None:
+        sep = DELIMITED_SUFFIXES.get(Path(blob.name).suffix.lower(), ",")
+    with blob.open() as fh:
+        return pd.read_csv(
+            fh, sep=sep, encoding=encoding, keep_default_na=False, na_values=[""], low_memory=False
+        )
+
+
+def _read_json(blob: _Blob) -> Iterator[tuple[str, pd.DataFrame]]:
+    """A JSON document, or JSON Lines (one value per line, read as a list of them)."""
+    text = blob.text()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = [json.loads(line) for line in text.splitlines() if line.strip()]
+    yield from _json_tables(doc)
+
+
+def _read_lines(blob: _Blob) -> pd.DataFrame:
+    """Plain text of no known kind, as a one-column table (its first line the header)."""
+    lines = [line.strip() for line in blob.text().splitlines() if line.strip()]
+    if lines and lines[0].isdigit():  # no header: the first line is a value
+        lines.insert(0, "line")
+    return pd.DataFrame({lines[0]: lines[1:]}) if lines else pd.DataFrame()
+
+
+def _read_excel(blob: _Blob) -> Iterator[tuple[str, pd.DataFrame]]:
+    try:
+        with blob.open() as fh:
+            sheets = pd.read_excel(fh, sheet_name=None)
+    except ImportError as exc:
+        raise _Unreadable(
+            "unreadable: no engine for Excel here (openpyxl, xlrd or odfpy is not installed); "
+            "export it as CSV or Parquet, or remove it"
+        ) from exc
+    for sheet, frame in sheets.items():
+        yield f"sheet {sheet}", frame
+
+
+def _read_tables(blob: _Blob, kind: str, head: bytes) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The tables of a table format (one of :data:`TABLE_FORMATS`)."""
+    if kind == "delimited":
+        yield "", _read_delimited(blob, head)
+    elif kind == "json":
+        yield from _read_json(blob)
+    elif kind == "lines":
+        yield "", _read_lines(blob)
+    elif kind == "npy":
+        yield "", _read_npy(blob)
+    elif kind == "excel":
+        yield from _read_excel(blob)
+    else:
+        with blob.open() as fh:
+            if kind == "parquet":
+                table = pq.read_table(fh)
+            elif kind == "arrow":  # Feather v1 and v2 (= the Arrow IPC file format)
+                table = feather.read_table(fh)
+            else:
+                table = ipc.open_stream(fh).read_all()
+        yield "", table.to_pandas()
+
+
+@dataclass
+class _FileScan:
+    """The content checks on one file (and the members of an archive, recursively)."""
+
+    zone: str
+    name: str
+    ctx: ScanContext
+    measures: Sequence[str] | None
+    result: ScanResult
+    model_dir: bool = False
+
+    def add(self, check: str, detail: str, where: str = "") -> None:
+        self.result.findings.append(Finding(self.zone, self.name, check, _at(where) + detail))
+
+    def scan(self, blob: _Blob, where: str = "", depth: int = 0) -> None:
+        kind = "file"
+        try:
+            head = blob.head()
+            kind = detect_format(head, blob.name)
+            if kind == "zip":
+                kind = _zip_kind(blob)
+            self._scan_kind(blob, kind, head, where, depth)
+        except _Unreadable as exc:
+            self.add("unreadable", f"{exc}", where)
+        except Exception as exc:  # any reader error: the content cannot be checked
+            self.add(
+                "unreadable",
+                f"cannot be read as {kind} ({type(exc).__name__}): the audit cannot check it; "
+                "repair it or remove it",
+                where,
+            )
+
+    def _scan_kind(self, blob: _Blob, kind: str, head: bytes, where: str, depth: int) -> None:
+        if kind in SAFE_FORMATS:
+            return
+        if kind in ("pickle", "lightgbm") and self.zone in SECURE_ZONES and self.model_dir:
+            return  # part of a logged model in the secure zone
+        if kind == "lightgbm":
+            if self.zone not in SECURE_ZONES:
+                self.add(
+                    "model_outside_secure",
+                    "a LightGBM model; models stay in the MLflow store",
+                    where,
+                )
+        elif kind == "png":
+            self.result.png[self.zone] = self.result.png.get(self.zone, 0) + 1
+        elif kind == "unknown":
+            self.add(
+                "unknown_format",
+                "not a table, image or text format the audit can read (content unknown); "
+                "convert it to CSV or Parquet, or remove it",
+                where,
+            )
+        elif kind == "pickle":
+            raise _Unreadable(PICKLE_DETAIL.format(what="a pickle"))
+        elif kind == "html":
+            self.result.findings.extend(
+                scan_html(blob.text(), zone=self.zone, path=self.name, ctx=self.ctx, where=where)
+            )
+        elif depth >= MAX_NESTING:
+            raise _Unreadable(f"archives nested more than {MAX_NESTING} deep; not read")
+        elif kind in COMPRESSIONS:
+            inner = Path(blob.name).stem  # x.csv.gz -> x.csv
+            self.scan(_Blob.of_bytes(inner, _inflate(blob, kind)), where, depth + 1)
+        elif kind in ("zip", "tar"):
+            for member in _members(blob, kind):
+                self.scan(member, _join(where, member.name), depth + 1)
+        else:
+            for part, frame in _read_tables(blob, kind, head):
+                self.result.findings.extend(
                     check_table(
-                        frame, zone=zone, path=name, ctx=ctx, measures=measures, where=where
+                        frame,
+                        zone=self.zone,
+                        path=self.name,
+                        ctx=self.ctx,
+                        measures=self.measures,
+                        where=_join(where, part, sep=" "),
                     )
                 )
-        elif suffix in HTML_SUFFIXES:
-            out.extend(scan_html(path.read_text(encoding="utf-8"), zone=zone, path=name, ctx=ctx))
-    except Exception as exc:  # any reader error: the file cannot be checked
-        add("unreadable", f"cannot be read as {suffix or 'a file'} ({type(exc).__name__})")
+
+
+def _at(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def _join(where: str, part: str, sep: str = "/") -> str:
+    return sep.join(w for w in (where, part) if w)
+
+
+def scan_file(path: Path, *, zone: str, name: str, ctx: ScanContext) -> ScanResult:
+    """All checks on one file. *name* is how findings refer to it (relative to its zone).
+
+    The format comes from the content (:func:`detect_format`); a file that cannot be read,
+    or whose format is unknown, is a finding.
+    """
+    result = ScanResult(scanned={zone: 1})
+
+    def add(check: str, detail: str) -> None:
+        result.findings.append(Finding(zone, name, check, detail))
+
+    if path.name in INPUT_EXAMPLES and (path.parent / "MLmodel").exists():
+        add("input_example", "the model was logged with an input example (unit rows)")
+    try:
+        if is_model_file(path):
+            if zone not in SECURE_ZONES:
+                add("model_outside_secure", "a model file; models stay in the MLflow store")
+                return result
+            if _in_model_dir(path):
+                return result  # a logged model in the secure zone
+        measures = _schema_measures(path) if zone == "publish" else None
+        blob = _Blob(path.name, lambda: path.open("rb"))
+        if path.suffix.lower() == ".png" and not blob.head().startswith(PNG_SIGNATURE):
+            add("unreadable", "not a PNG file (its content is checked as what it is)")
+        _FileScan(zone, name, ctx, measures, result, _in_model_dir(path)).scan(blob)
+    except OSError as exc:
+        add("unreadable", f"cannot be opened ({type(exc).__name__})")
     return result
 
 
-def _read_tables(path: Path) -> Iterator[tuple[str, pd.DataFrame]]:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        yield "", pd.read_csv(path, keep_default_na=False, na_values=[""], low_memory=False)
-    elif suffix == ".parquet":
-        yield "", pq.read_table(path).to_pandas()
-    else:
-        yield from _json_tables(json.loads(path.read_text(encoding="utf-8")))
-
-
-def scan_html(html: str, *, zone: str, path: str, ctx: ScanContext) -> list[Finding]:
-    """External assets, and every embedded ``<table>`` checked as a table."""
+def scan_html(
+    html: str, *, zone: str, path: str, ctx: ScanContext, where: str = ""
+) -> list[Finding]:
+    """External assets, and every embedded ``<table>`` checked as a table (*where*: the
+    member of an archive)."""
     parser = _PageParser()
     parser.feed(html)
     parser.close()
@@ -511,12 +903,23 @@ def scan_html(html: str, *, zone: str, path: str, ctx: ScanContext) -> list[Find
     if parser.external:
         refs = sorted(set(parser.external))
         out.append(
-            Finding(zone, path, "external_asset", f"{len(parser.external)} external ref(s): {refs}")
+            Finding(
+                zone,
+                path,
+                "external_asset",
+                f"{_at(where)}{len(parser.external)} external ref(s): {refs}",
+            )
         )
     for i, rows in enumerate(parser.tables, start=1):
         if rows:
             out.extend(
-                check_table(_html_frame(rows), zone=zone, path=path, ctx=ctx, where=f"table {i}")
+                check_table(
+                    _html_frame(rows),
+                    zone=zone,
+                    path=path,
+                    ctx=ctx,
+                    where=_join(where, f"table {i}", sep=" "),
+                )
             )
     return out
 
