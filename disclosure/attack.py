@@ -239,7 +239,7 @@ def _links(
     return rows
 
 
-def _bases(versions: list[Version], task: str) -> list[str]:
+def bases_of(versions: list[Version], task: str) -> list[str]:
     names = ["turnover_sum"] if task == "branch_turnover" else list(MODEL_BASES)
     drivers = set()
     for v in versions:
@@ -268,7 +268,7 @@ def attack(
     out = []
     tasks = sorted({t for v in versions for t in v.tables})
     for task in tasks:
-        for basis in _bases(versions, task):
+        for basis in bases_of(versions, task):
             progress(f"{task} {basis}")
             cells = _Cells.empty(integer=basis != "risk_sum" and basis != "turnover_sum")
             for version in versions:

@@ -1058,6 +1058,54 @@ def audit_artifacts_cmd(no_mlflow: bool, zones: Zones) -> None:
     click.echo("audit: clean (0 findings)")
 
 
+@audit.command("release")
+@click.option(
+    "--also",
+    "also",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="An earlier release directory (a publish version) that is out in the world too.",
+)
+@common_options
+def audit_release_cmd(also: tuple[Path, ...], zones: Zones) -> None:
+    """Attack the public zone as an intruder with only its files: every version in
+    PUBLISH.d (and any --also release) together, each published figure at its stated
+    precision, the hierarchy, the breakdowns and n. Reports every cell under the threshold
+    known to within one unit, and every count known to cover 90% or more of its units.
+    Shares no code with the disclosure audit. Exit 0 when nothing is found, 4 otherwise.
+    """
+    from disclosure.attack import attack, bases_of, read_versions
+
+    versions = read_versions(zones.publish_dir, also)
+    if not versions:
+        raise BadInput(
+            f"{zones.publish_dir}: no published version to attack (rule: the versions live in "
+            f"{zones.publish_dir.parent / (zones.publish_dir.name + '.d')}); fix: `zicht publish` "
+            "first, or pass the right --publish-dir"
+        )
+    tasks = sorted({t for v in versions for t in v.tables})
+    steps = sum(len(bases_of(versions, t)) for t in tasks)
+    with stage_progress(steps, "audit release") as advance:
+        got = attack(versions, progress=advance)
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(
+        f"audit release: {len(versions)} version(s), {len(tasks)} task(s), {len(got)} "
+        f"unpublished cell values attacked, {int(got['recomputed'].sum())} recomputed to "
+        f"within one unit (complements of safe cells may be), {int(got['finding'].sum())} "
+        "finding(s)"
+    )
+    found = got[got["finding"]]
+    for row in found.itertuples(index=False):
+        out.print(
+            f"  {row.version} {row.task} {row.level} {row.area_code} {row.breakdown} "
+            f"{row.basis}: n={int(row.n)}, known in [{row.lower:.6g}, {row.upper:.6g}]",
+            markup=False,
+        )
+    if len(found):
+        raise AuditFoundExit(f"{len(found)} finding(s); see above")
+    click.echo("audit release: clean (0 findings)")
+
+
 class VerifyMismatchExit(click.ClickException):
     """``verify`` recomputed a metric that differs from the recorded one: exit 1."""
 
