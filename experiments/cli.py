@@ -21,6 +21,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from microdata.integrity import IntegrityError
 from microdata.scales import SCALES, get_scale
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_AUDIT = 0, 1, 2, 3, 4
@@ -233,12 +234,15 @@ def world_validate(world_dir: Path | None, zones: Zones) -> None:
     and the area hierarchy. Prints one line per problem (file: column: rule: detail (fix))
     and exits 2 if there is any.
     """
+    from microdata.integrity import HashCache, default_cache_dir
     from microdata.schemas import TABLES
     from microdata.validate import validate_world
 
     target = world_dir or zones.world_dir
-    with stage_progress(len(TABLES) + 1, "validate") as advance:
-        problems = validate_world(target, progress=advance)
+    # the hash cache lives in the secure zone: only for DATA/world, never beside an extract
+    cache = HashCache(default_cache_dir(target) if world_dir is None else None)
+    with stage_progress(len(TABLES) + 2, "validate") as advance:
+        problems = validate_world(target, progress=advance, cache=cache)
     if problems:
         for p in problems:
             click.echo(str(p), err=True)
@@ -315,6 +319,7 @@ def features(task: str, config_path: Path | None, zones: Zones) -> None:
                 audit=lambda w, frame: access.copy_scores(w, task, frame, list(cfg.features)),
                 copy_threshold=AREA_COPY_THRESHOLD if task == "branch_turnover" else COPY_THRESHOLD,
                 progress=advance,
+                config=cfg.model_dump(mode="json"),
             )
     except (ConfigError, ProtectedAttributeError, UnknownFeatureError, WorldFileError) as exc:
         raise BadInput(str(exc)) from None
@@ -1123,6 +1128,16 @@ def catalogue(out: Path) -> None:
     click.echo(f"catalogue written to {out}")
 
 
+def _bad_input(exc: BaseException) -> bool:
+    """Whether *exc* is bad input by its type: an integrity refusal, or the guard's (whose
+    module is only looked at when loaded: an unloaded module raised nothing)."""
+    if isinstance(exc, IntegrityError):
+        return True
+    guard = sys.modules.get("features.guard")
+    kinds = (guard.ProtectedAttributeError, guard.UnknownFeatureError) if guard else ()
+    return isinstance(exc, kinds)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code instead of raising SystemExit."""
     try:
@@ -1136,6 +1151,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except Exception as exc:
+        if _bad_input(exc):
+            # found below a command's own error handling (an edited world or feature table,
+            # a held lock, overlapping zones): exit 2 with its message
+            BadInput(str(exc)).show()
+            return EXIT_BAD_INPUT
         err_console.print(f"[bold red]unexpected failure:[/] {type(exc).__name__}: {exc}")
         if os.environ.get("ZICHT_DEBUG"):
             raise

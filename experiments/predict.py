@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 from experiments import tracking
 from experiments.files import write_parquet_atomic
 from experiments.train import world_identity
-from features.tables import META
+from features.tables import META, check_feature_table
+from microdata.integrity import HashCache
 from models.calibration import calibrator_from_bins
 from models.evaluation import deviation_flags
 from models.tasks import get_task
@@ -92,6 +93,10 @@ def publication_frame(task: str, scored: Scored, data_dir: Path) -> pd.DataFrame
     path = data_dir / "features" / f"{task}.parquet"
     if not path.exists():
         raise PredictError(f"{path}: no feature table; run `zicht features {task}` first")
+    fingerprint, _, _ = world_identity(data_dir / "world")
+    check_feature_table(
+        path, task, scored.features, fingerprint=fingerprint, cache=HashCache(data_dir / ".zicht")
+    )
     return pd.read_parquet(
         path, columns=[*META[task], *scored.features], filters=[("year", "==", scored.year)]
     )
