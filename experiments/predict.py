@@ -72,6 +72,14 @@ def load_run_model(
             raise PredictError(
                 f"run {run_id} is a {run.data.tags.get('zicht.task', '?')} run, not {task}"
             )
+        kind = run.data.tags.get("zicht.kind", "?")
+        if kind not in tracking.COMPETING_KINDS:
+            raise PredictError(
+                f"--run-id {run_id!r}: a {kind} run (tag zicht.kind) has no fitted model (rule: "
+                "only train and tune runs log one); fix: pick a train or tune run of "
+                f"zicht/{task} in `zicht ui` (a benchmark logs its lightgbm as the nested run "
+                "lightgbm-train), or leave out --run-id for the champion"
+            )
     fingerprint, _, _ = world_identity(data_dir / "world")
     if run.data.tags.get("zicht.data_fingerprint") != fingerprint:
         raise PredictError(
