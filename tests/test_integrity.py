@@ -14,6 +14,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -620,3 +621,21 @@ def test_a_read_only_data_dir_is_exit_2(
         data.chmod(0o755)
     assert code == 2, err
     assert str(data) in err and "not writable" in err and "fix: pass a --data-dir" in err
+
+
+def test_zicht_run_does_not_reuse_stages_on_an_edited_world(
+    tiny_run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hostile tester's first case: every cannabis farm deleted from a generated world,
+    and `zicht run` reused every stage. Now it stops at the world, before any stage."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run.root, copy, symlinks=True)
+    run = type(tiny_run)(copy, "")
+    delete_all_farms(run.data / "world")
+    before = store_state(run.store)
+    code, err = run_cli(
+        capsys, ["run", "--scale", "tiny", "--models", "lightgbm,logistic", *run.args]
+    )
+    assert code == 2, err
+    assert "cannabis_farms.parquet: column *: changed since the world was generated" in err
+    assert store_state(run.store) == before
