@@ -201,49 +201,56 @@ UNIT_RANGES: dict[str, tuple[float, float, bool]] = {
 }
 
 
+def _value_rule(name: str) -> tuple[float, float, bool, str] | None:
+    """(low, high, integer, rule in words) of a catalogue feature; None: no range rule."""
+    feat = CATALOGUE[name]
+    if feat.categories:
+        k = len(feat.categories) - 1
+        return 0.0, float(k), True, f"a category code 0..{k} of the catalogue"
+    if feat.unit not in UNIT_RANGES:
+        return None
+    low, high, integer = UNIT_RANGES[feat.unit]
+    words = "in {0, 1}" if feat.unit == "0/1" else f"{'an integer ' if integer else ''}"
+    return low, high, integer, words if feat.unit == "0/1" else f"{words}in [{low:g}, {high:g}]"
+
+
 def check_feature_values(path: Path, features: Sequence[str]) -> None:
     """Each feature column of the table at *path* against the catalogue: float32, binary
     features in {0, 1}, categories coded 0..k-1, shares in [0, 1], counts >= 0, classes 1-5.
-    Column by column, so a national table is never held whole."""
+    Row group by row group, so a national table is never held whole."""
     import pyarrow.compute as pc
 
     pf = pq.ParquetFile(path)
     types = {f.name: f.type for f in pf.schema_arrow}
+    rules = {}
     for name in features:
-        feat = CATALOGUE[name]
-        fix = f"rebuild it with `zicht features` (the catalogue defines {name!r} as {feat.unit})"
         if types.get(name) != pa_arrow.float32():
             raise FeatureTableError(
                 f"{path}: column {name}: type float32 (rule: feature columns are float32 as "
-                f"`zicht features` writes them): found {types.get(name)}; fix: {fix}"
+                f"`zicht features` writes them): found {types.get(name)}; fix: rebuild it "
+                "with `zicht features`"
             )
-        col = pf.read(columns=[name]).column(name)
-        col = pc.drop_null(col)
-        col = pc.filter(col, pc.invert(pc.is_nan(col)))
-        if len(col) == 0:
-            continue
-        if feat.categories:
-            low, high, integer = 0.0, float(len(feat.categories) - 1), True
-            rule = f"a category code 0..{len(feat.categories) - 1} of the catalogue"
-        elif feat.unit in UNIT_RANGES:
-            low, high, integer = UNIT_RANGES[feat.unit]
-            rule = (
-                "in {0, 1}"
-                if feat.unit == "0/1"
-                else f"{'an integer ' if integer else ''}in [{low:g}, {high:g}]"
-            )
-        else:
-            continue
-        mm = pc.min_max(col).as_py()
-        bad = mm["min"] < low or mm["max"] > high
-        if integer and not bad:
-            bad = not pc.all(pc.equal(col, pc.floor(col))).as_py()
-        if bad:
-            raise FeatureTableError(
-                f"{path}: column {name}: {rule} (rule: feature values match the feature "
-                f"catalogue, features/catalogue.py): found values from {mm['min']:g} to "
-                f"{mm['max']:g}; fix: {fix}"
-            )
+        rule = _value_rule(name)
+        if rule is not None:
+            rules[name] = rule
+    for i in range(pf.num_row_groups):
+        group = pf.read_row_group(i, columns=list(rules))
+        for name, (low, high, integer, words) in rules.items():
+            col = pc.drop_null(group.column(name))
+            col = pc.filter(col, pc.invert(pc.is_nan(col)))
+            if len(col) == 0:
+                continue
+            mm = pc.min_max(col).as_py()
+            bad = mm["min"] < low or mm["max"] > high
+            if integer and not bad:
+                bad = not pc.all(pc.equal(col, pc.floor(col))).as_py()
+            if bad:
+                raise FeatureTableError(
+                    f"{path}: column {name}: {words} (rule: feature values match the feature "
+                    f"catalogue, features/catalogue.py): found values from {mm['min']:g} to "
+                    f"{mm['max']:g}; fix: rebuild it with `zicht features` (the catalogue "
+                    f"defines {name!r} as {CATALOGUE[name].unit})"
+                )
 
 
 def check_feature_table(
