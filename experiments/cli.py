@@ -282,7 +282,7 @@ def world_validate(world_dir: Path | None, zones: Zones) -> None:
     # the hash cache lives in the secure zone: only for DATA/world, never beside an extract
     cache = HashCache(default_cache_dir(target) if world_dir is None else None)
     with stage_progress(len(TABLES) + 2, "validate") as advance:
-        problems = validate_world(target, progress=advance, cache=cache)
+        problems = validate_world(target, progress=advance, hashes=cache)
     if problems:
         for p in problems:
             click.echo(str(p), err=True)

@@ -397,10 +397,10 @@ def validate_world(
     world: Path,
     *,
     progress: Callable[[str], None] = lambda _m: None,
-    cache: HashCache | None = None,
+    hashes: HashCache | None = None,
 ) -> list[Problem]:
     """All problems of the world in *world* (empty list: valid); for a generated world, also
-    every file whose SHA-256 differs from its ``manifest.json`` (hashes cached in *cache*)."""
+    every file whose SHA-256 differs from its ``manifest.json`` (hashes cached in *hashes*)."""
     world = Path(world)
     if not world.is_dir():
         return [
@@ -414,7 +414,7 @@ def validate_world(
         ]
     problems = _manifest_problems(world)
     progress("checksums")
-    problems += _checksum_problems(world, cache)
+    problems += _checksum_problems(world, hashes)
     readable: list[TableSpec] = []
     for spec in TABLES.values():
         progress(spec.name)
