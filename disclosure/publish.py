@@ -7,8 +7,10 @@
 renames it to ``publish.d/<id>/`` and only then replaces the link with ``os.replace`` of a
 temporary link. A failure at any point removes the half-built directory and leaves the old
 version in place; a killed run leaves at most a ``*.partial`` directory, which the next run
-removes. A multi-task publish is all-or-nothing; tasks not named keep their files from the
-current version.
+removes once its builder (recorded beside it in ``<id>.owner``: host, pid, start time) is
+gone. Only directories named like a version id that hold the suite's manifest are ever
+pruned; a versions directory holding anything else is refused. A multi-task publish is
+all-or-nothing; tasks not named keep their files from the current version.
 
 :func:`task_release` is pure: the roll-up, its level tables and the disclosure core's
 decisions in, a :class:`TaskRelease` out.
@@ -247,12 +249,21 @@ def _write_table(frame: pd.DataFrame, stem: Path) -> None:
 
 
 def _write_geojson(geo: gpd.GeoDataFrame, path: Path) -> None:
-    """RFC 7946 GeoJSON in EPSG:4326 (WGS 84 longitude/latitude), 6 decimals."""
+    """RFC 7946 GeoJSON in EPSG:4326 (WGS 84 longitude/latitude), 6 decimals.
+
+    Rendered in memory and written with :func:`_write_bytes`: GDAL reports a failed write
+    (disk full) as its own error type, or not at all, so the file is written by Python,
+    whose ``OSError`` names the reason.
+    """
+    import io
+
     out = geo.to_crs(4326)
     for col in out.columns:
         if col != "geometry" and isinstance(out[col].dtype, pd.BooleanDtype):
             out[col] = out[col].astype(object).where(out[col].notna(), None)
-    out.to_file(path, driver="GeoJSON", RFC7946="YES", COORDINATE_PRECISION=6)
+    buf = io.BytesIO()
+    out.to_file(buf, driver="GeoJSON", layer=path.stem, RFC7946="YES", COORDINATE_PRECISION=6)
+    _write_bytes(buf.getvalue(), path)
 
 
 def _write_bytes(data: bytes, path: Path) -> None:
@@ -418,14 +429,16 @@ def publish(
         vdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(publish_dir, exc) from exc
-    for stale in vdir.glob("*.partial"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
+    refuse_foreign(vdir, publish_dir)
+    remove_stale_partials(vdir)
     now = datetime.now(UTC)
     vid = f"{now:%Y%m%dT%H%M%S}Z-{uuid.uuid4().hex[:8]}"
     build = vdir / f"{vid}.partial"
     final = vdir / vid
+    owner = vdir / f"{vid}{OWNER_SUFFIX}"
     old = current_version(publish_dir)
     try:
+        _write_json(owner_record(), owner)  # who builds *build*: removed only when gone
         build.mkdir()
         tasks_doc = _carry_over(old, build, {r.task for r in releases})
         for r in releases:
@@ -472,6 +485,7 @@ def publish(
         shutil.rmtree(build, ignore_errors=True)
         if final.exists() and current_version(publish_dir) != final.resolve():
             shutil.rmtree(final, ignore_errors=True)
+        owner.unlink(missing_ok=True)
         if isinstance(exc, PublishRefused):
             raise
         if isinstance(exc, OSError):
@@ -481,6 +495,7 @@ def publish(
                 f"export failed ({type(exc).__name__}: {exc}); the old version stays in place"
             ) from exc
         raise
+    owner.unlink(missing_ok=True)
     _prune(vdir, keep={final.name, old.name if old else ""})
     return final
 
@@ -518,9 +533,113 @@ def _swap_link(publish_dir: Path, target: Path) -> None:
             tmp.unlink()
 
 
+# --------------------------------------------------------------------------- what is ours
+
+#: a version's directory name, as :func:`publish` makes it: UTC time and 8 hex digits
+VERSION_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+#: a version being built, and the record of who builds it (beside it, not in it: nothing
+#: that is not published may enter the public version)
+PARTIAL_SUFFIX, OWNER_SUFFIX = ".partial", ".owner"
+
+
+class ForeignContentError(PublishWriteError):
+    """``PUBLISH.d`` holds something the suite did not write: nothing is published (exit 2)."""
+
+
+def is_suite_version(path: Path) -> bool:
+    """A directory named like a version id that holds the manifest :func:`publish` wrote."""
+    if path.is_symlink() or not path.is_dir() or not VERSION_ID.match(path.name):
+        return False
+    try:
+        doc = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(doc, dict)
+        and doc.get("version") == path.name
+        and isinstance(doc.get("files"), dict)
+        and "zicht_version" in doc
+    )
+
+
+def _ours(path: Path) -> bool:
+    name = path.name
+    if name.endswith(PARTIAL_SUFFIX):
+        return path.is_dir() and bool(VERSION_ID.match(name.removesuffix(PARTIAL_SUFFIX)))
+    if name.endswith(OWNER_SUFFIX):
+        return path.is_file() and bool(VERSION_ID.match(name.removesuffix(OWNER_SUFFIX)))
+    return is_suite_version(path)
+
+
+def refuse_foreign(vdir: Path, publish_dir: Path) -> None:
+    """Refuse a versions directory that holds anything the suite did not write."""
+    foreign = sorted(p.name for p in vdir.iterdir() if not _ours(p))
+    if foreign:
+        listed = ", ".join(repr(n) for n in foreign[:3]) + (" …" if len(foreign) > 3 else "")
+        raise ForeignContentError(
+            f"{vdir}: holds {listed}, which zicht did not write (rule: {vdir.name}/ holds only "
+            "versions that zicht published, each a <version id> directory with its "
+            "manifest.json, and versions being built; publish prunes old versions there and "
+            f"never deletes anything else); nothing was published; fix: move {listed} out of "
+            f"{vdir}, or pass another --publish-dir"
+        )
+
+
+def owner_record() -> dict[str, Any]:
+    """This process: host, pid and start time (a reused pid is not mistaken for it)."""
+    import socket
+
+    import psutil
+
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": psutil.Process().create_time(),
+    }
+
+
+def owner_gone(record: Path) -> bool:
+    """Whether the process that *record* names has ended. Unknown (no record, another host,
+    unreadable) counts as alive: what we cannot prove abandoned stays."""
+    import socket
+
+    import psutil
+
+    try:
+        doc = json.loads(record.read_text())
+        host, pid, started = doc["host"], int(doc["pid"]), float(doc["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        return abs(psutil.Process(pid).create_time() - started) > 1.0  # pid reused
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def remove_stale_partials(vdir: Path) -> list[str]:
+    """Remove the ``<id>.partial`` versions (and owner records) whose builder is gone; a
+    partial without a record, or of a live process or another host, stays. Returns names."""
+    removed = []
+    for record in sorted(vdir.glob(f"*{OWNER_SUFFIX}")):
+        vid = record.name.removesuffix(OWNER_SUFFIX)
+        if not VERSION_ID.match(vid) or not owner_gone(record):
+            continue
+        partial = vdir / f"{vid}{PARTIAL_SUFFIX}"
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+            removed.append(partial.name)
+        record.unlink(missing_ok=True)
+    return removed
+
+
 def _prune(vdir: Path, keep: set[str]) -> None:
-    """Keep the current and the previous version; older complete versions go."""
-    versions = sorted(p for p in vdir.iterdir() if p.is_dir() and not p.name.endswith(".partial"))
+    """Keep the current and the previous version; older versions that the suite published
+    go. Nothing else is ever deleted (:func:`is_suite_version`)."""
+    versions = sorted(p for p in vdir.iterdir() if is_suite_version(p))
     for p in versions[:-KEEP_VERSIONS]:
         if p.name not in keep:
             shutil.rmtree(p, ignore_errors=True)

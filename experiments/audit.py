@@ -238,3 +238,35 @@ def audit_artifacts(
     ctx = scan_context(data_dir)
     with gather(review_dir=review_dir, publish_dir=publish_dir, tracking_uri=tracking_uri) as s:
         return scan(s, ctx, progress=progress).findings
+
+
+def require_zicht_store(tracking_uri: str) -> None:
+    """Refuse (exit 2) a store that does not exist or holds no ``zicht/*`` experiment: the
+    audit would scan nothing and print clean. Creates nothing."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    from experiments.zones import ZoneError, require_store
+
+    require_store(tracking_uri, "audit artifacts")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        names = [
+            e.name
+            for e in _paged(
+                lambda t: client.search_experiments(view_type=ViewType.ALL, page_token=t)
+            )
+        ]
+    except Exception as exc:
+        raise AuditError(
+            f"MLflow store {tracking_uri!r} cannot be read ({type(exc).__name__}: {exc}); "
+            "check --tracking-uri / MLFLOW_TRACKING_URI"
+        ) from exc
+    if not any(n.startswith("zicht/") for n in names):
+        raise ZoneError(
+            f"--tracking-uri {tracking_uri}: holds no zicht experiment (zicht/hennep, …; rule: "
+            "the audit scans the runs zicht logged, and a store without them would pass on "
+            "nothing); fix: pass the --tracking-uri your runs were logged to, or --no-mlflow "
+            "to scan only the review and public zones"
+        )

@@ -7,6 +7,7 @@ message that names the file, the column, the rule and the fix; 3 disclosure cont
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -21,9 +22,12 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from microdata.integrity import IntegrityError
 from microdata.scales import SCALES, get_scale
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_AUDIT = 0, 1, 2, 3, 4
+#: OS errors of a write that bad input (a read-only or full disk) explains: exit 2
+WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 err_console = Console(stderr=True)
 
@@ -94,10 +98,46 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
         tracking_uri: str | None,
         **kwargs: Any,
     ) -> Any:
+        from experiments.zones import check_zones
+
         zones = Zones(data_dir, publish_dir, review_dir, tracking_uri or _default_tracking_uri())
+        check_zones(
+            data_dir=data_dir,
+            review_dir=review_dir,
+            publish_dir=publish_dir,
+            tracking_uri=zones.tracking_uri,
+        )
         return func(*args, zones=zones, **kwargs)
 
     return wrapper
+
+
+def zone_rules(
+    *, data: bool = False, publish: bool = False, creates: bool = False, store: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Below :func:`common_options`: hold the lock of DATA (*data*; only when DATA exists,
+    unless the command *creates* it) and of PUBLISH (*publish*) while the command runs, and
+    refuse a local MLflow store that does not exist (*store*: read-only commands)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, zones: Zones, **kwargs: Any) -> Any:
+            from experiments.zones import require_store, zone_locks
+
+            name = click.get_current_context().command_path.removeprefix("zicht ")
+            if store:
+                require_store(zones.tracking_uri, name)
+            locked = data and (creates or zones.data_dir.is_dir())
+            with zone_locks(
+                data_dir=zones.data_dir if locked else None,
+                publish_dir=zones.publish_dir if publish else None,
+                command=name,
+            ):
+                return func(*args, zones=zones, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 @contextmanager
@@ -184,6 +224,7 @@ def cli() -> None:
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing world in DATA.")
 @common_options
+@zone_rules(data=True, creates=True)
 def generate(scale: str, seed: int, overwrite: bool, zones: Zones) -> None:
     """Generate the seeded synthetic world.
 
@@ -233,12 +274,15 @@ def world_validate(world_dir: Path | None, zones: Zones) -> None:
     and the area hierarchy. Prints one line per problem (file: column: rule: detail (fix))
     and exits 2 if there is any.
     """
+    from microdata.integrity import HashCache, default_cache_dir
     from microdata.schemas import TABLES
     from microdata.validate import validate_world
 
     target = world_dir or zones.world_dir
-    with stage_progress(len(TABLES) + 1, "validate") as advance:
-        problems = validate_world(target, progress=advance)
+    # the hash cache lives in the secure zone: only for DATA/world, never beside an extract
+    cache = HashCache(default_cache_dir(target) if world_dir is None else None)
+    with stage_progress(len(TABLES) + 2, "validate") as advance:
+        problems = validate_world(target, progress=advance, hashes=cache)
     if problems:
         for p in problems:
             click.echo(str(p), err=True)
@@ -276,6 +320,7 @@ def task_config(task: str, config_path: Path | None) -> Any:
     help="Experiment YAML [default: experiments/configs/TASK.yaml].",
 )
 @common_options
+@zone_rules(data=True)
 def features(task: str, config_path: Path | None, zones: Zones) -> None:
     """Build point-in-time features for every reference year of TASK.
 
@@ -315,6 +360,7 @@ def features(task: str, config_path: Path | None, zones: Zones) -> None:
                 audit=lambda w, frame: access.copy_scores(w, task, frame, list(cfg.features)),
                 copy_threshold=AREA_COPY_THRESHOLD if task == "branch_turnover" else COPY_THRESHOLD,
                 progress=advance,
+                config=cfg.model_dump(mode="json"),
             )
     except (ConfigError, ProtectedAttributeError, UnknownFeatureError, WorldFileError) as exc:
         raise BadInput(str(exc)) from None
@@ -352,6 +398,7 @@ def features(task: str, config_path: Path | None, zones: Zones) -> None:
     help="Gemeente-grouped folds over the training years.",
 )
 @common_options
+@zone_rules(data=True)
 def train(task: str, model_name: str, config_path: Path | None, folds: int, zones: Zones) -> None:
     """Train MODEL on TASK and log one MLflow run to experiment zicht/TASK.
 
@@ -400,6 +447,7 @@ def train(task: str, model_name: str, config_path: Path | None, folds: int, zone
 @cli.command(short_help="Champion predictions for the publication year (secure zone).")
 @click.argument("task", type=TASK_CHOICE)
 @common_options
+@zone_rules(data=True, store=True)
 def predict(task: str, zones: Zones) -> None:
     """Score the publication year (the last year with complete labels) with the champion of
     TASK, which was fitted on earlier years only, into DATA/predictions/TASK.parquet.
@@ -443,6 +491,7 @@ def predict(task: str, zones: Zones) -> None:
     help="Most units explained for the profiles; beyond it, the largest per-buurt cap that fits.",
 )
 @common_options
+@zone_rules(data=True, store=True)
 def explain(
     task: str,
     run_id: str | None,
@@ -487,6 +536,7 @@ def explain(
 @cli.command(short_help="Open the MLflow UI for the store, on 127.0.0.1.")
 @click.option("--port", type=int, default=5000, show_default=True)
 @common_options
+@zone_rules(store=True)
 def ui(port: int, zones: Zones) -> None:
     """Start the MLflow UI (lean settings: one worker, no job execution) on 127.0.0.1."""
     env = {
@@ -537,6 +587,7 @@ def ui(port: int, zones: Zones) -> None:
     help="Optuna storage (e.g. sqlite:///optuna.db) to resume or share a study.",
 )
 @common_options
+@zone_rules(data=True)
 def tune(
     task: str,
     trials: int,
@@ -594,6 +645,7 @@ class PublishRefusedExit(BadInput):
 @cli.command(short_help="Roll-up, disclosure control and export to PUBLISH.")
 @click.argument("tasks", nargs=-1, type=TASK_CHOICE)
 @common_options
+@zone_rules(data=True, publish=True)
 def publish(tasks: tuple[str, ...], zones: Zones) -> None:
     """Roll the predictions of TASKS (default: all three) up to area scores, apply disclosure
     control (primary rules, secondary suppression, audit) and export a new version of
@@ -626,6 +678,7 @@ def publish(tasks: tuple[str, ...], zones: Zones) -> None:
 @cli.command(short_help="Reviewer report of each task's champion, to REVIEW/TASK/index.html.")
 @click.argument("tasks", nargs=-1, type=TASK_CHOICE)
 @common_options
+@zone_rules(data=True, store=True)
 def report(tasks: tuple[str, ...], zones: Zones) -> None:
     """Write a self-contained HTML report per TASK (default: every task with a champion)
     to REVIEW/TASK/index.html, plus REVIEW/index.html, and log it to the champion run.
@@ -688,6 +741,7 @@ def bench() -> None:
     help="Paired bootstrap resamples over gemeenten.",
 )
 @common_options
+@zone_rules(data=True)
 def bench_models_cmd(tasks: tuple[str, ...], model_list: str, n_boot: int, zones: Zones) -> None:
     """All models on identical gemeente-grouped folds; prints and logs the leaderboard with
     95% paired bootstrap intervals over gemeenten (model minus best baseline, model over oracle).
@@ -814,6 +868,7 @@ def bench_sdc_cmd(
     help="Where to write shap_<scale>.csv and .md.",
 )
 @common_options
+@zone_rules(data=True)
 def bench_shap_cmd(
     tasks: tuple[str, ...], rows: int, max_per_area: int, out: Path, zones: Zones
 ) -> None:
@@ -884,6 +939,7 @@ def bench_shap_cmd(
     help="Where to write scale_<scale>.md.",
 )
 @common_options
+@zone_rules(data=True, publish=True, creates=True)
 def bench_scale_cmd(
     scale: str, seed: int, model_list: str, reuse: bool, out: Path, zones: Zones
 ) -> None:
@@ -973,6 +1029,7 @@ def _pipeline(settings: Any, zones: Zones) -> Any:
 )
 @click.option("--fresh", is_flag=True, help="Rerun every stage (e.g. after editing the code).")
 @common_options
+@zone_rules(data=True, publish=True, creates=True)
 def run_cmd(scale: str, seed: int, model_list: str, fresh: bool, zones: Zones) -> None:
     """Generate the world, build the features, benchmark LightGBM against the baselines
     (its run becomes the champion), explain the champion with SHAP, predict the publication
@@ -1031,6 +1088,10 @@ def audit_artifacts_cmd(no_mlflow: bool, zones: Zones) -> None:
     from experiments.audit import AuditError, gather, scan, scan_context
     from reports.scan import summary_rows
 
+    if not no_mlflow:  # an audit of an empty or mistyped store would pass on nothing
+        from experiments.audit import require_zicht_store
+
+        require_zicht_store(zones.tracking_uri)
     try:
         ctx = scan_context(zones.data_dir)
         with gather(
@@ -1118,6 +1179,7 @@ class VerifyMismatchExit(click.ClickException):
 @cli.command(short_help="Rerun a recorded run and compare every metric (read-only).")
 @click.option("--run-id", required=True, help="The MLflow run to rerun and compare.")
 @common_options
+@zone_rules(store=True)
 def verify(run_id: str, zones: Zones) -> None:
     """Rerun RUN-ID's evaluation from its tags, params and logged config on the current world
     (which must have the run's data fingerprint, else exit 2 with the world to regenerate),
@@ -1171,6 +1233,16 @@ def catalogue(out: Path) -> None:
     click.echo(f"catalogue written to {out}")
 
 
+def _bad_input(exc: BaseException) -> bool:
+    """Whether *exc* is bad input by its type: an integrity refusal, or the guard's (whose
+    module is only looked at when loaded: an unloaded module raised nothing)."""
+    if isinstance(exc, IntegrityError):
+        return True
+    guard = sys.modules.get("features.guard")
+    kinds = (guard.ProtectedAttributeError, guard.UnknownFeatureError) if guard else ()
+    return isinstance(exc, kinds)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code instead of raising SystemExit."""
     try:
@@ -1183,13 +1255,38 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            return _unexpected(exc)
+        # a write the command did not expect to fail: the OS's reason, the file and the fix
+        why = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "not writable"
+        BadInput(
+            f"{exc.filename or 'a file'}: {why}: {exc.strerror or exc} (rule: zicht writes "
+            "only where it may, and atomically: nothing half-written stays); fix: "
+            + (
+                "free space on that disk and run the command again"
+                if why == "disk full"
+                else "pass a --data-dir, --review-dir or --publish-dir you can write to"
+            )
+        ).show()
+        return EXIT_BAD_INPUT
     except Exception as exc:
-        err_console.print(f"[bold red]unexpected failure:[/] {type(exc).__name__}: {exc}")
-        if os.environ.get("ZICHT_DEBUG"):
-            raise
-        err_console.print("set ZICHT_DEBUG=1 for the traceback")
-        return EXIT_FAILURE
+        return _unexpected(exc)
     return EXIT_OK
+
+
+def _unexpected(exc: Exception) -> int:
+    """Exit 2 for bad input recognised by its type, else exit 1 (unexpected failure)."""
+    if _bad_input(exc):
+        # found below a command's own error handling (an edited world or feature table,
+        # a held lock, overlapping zones): exit 2 with its message
+        BadInput(str(exc)).show()
+        return EXIT_BAD_INPUT
+    err_console.print(f"[bold red]unexpected failure:[/] {type(exc).__name__}: {exc}")
+    if os.environ.get("ZICHT_DEBUG"):
+        raise exc
+    err_console.print("set ZICHT_DEBUG=1 for the traceback")
+    return EXIT_FAILURE
 
 
 if __name__ == "__main__":

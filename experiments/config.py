@@ -63,14 +63,29 @@ def default_config_path(task: str) -> Path:
 def load_config(path: Path) -> ExperimentConfig:
     """Read and validate a YAML config; :class:`ConfigError` names the file and the field."""
     path = Path(path)
+    fix = "fix: pass a YAML file like those in experiments/configs/"
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such config file; see experiments/configs/ for examples"
         ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path}: a directory (rule: --config names a YAML file); {fix}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text file (rule: a config is UTF-8 YAML; byte {exc.start} is "
+            f"not UTF-8); {fix}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot be read ({exc.strerror or exc}; rule: --config names a readable "
+            f"YAML file); {fix}"
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({exc}); {fix}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with keys 'task' and 'features'")
     try:

@@ -187,10 +187,10 @@ def run_all(
     champions: dict[str, str] = {}
     access: list[ProtectedAccess] = []  # read once, for the first task that needs it
 
-    def features(task: str, feats: list[str], out: Path) -> None:
+    def features(task: str, feats: list[str], out: Path, config: dict) -> None:
         if not access:
             access.append(ProtectedAccess(world_dir))
-        _features(world_dir, task, feats, out, access[0])
+        _features(world_dir, task, feats, out, access[0], config)
 
     for task in TASKS:
         cfg = load_config(default_config_path(task))
@@ -201,7 +201,7 @@ def run_all(
             "features",
             task,
             key,
-            partial(features, task, list(cfg.features), out),
+            partial(features, task, list(cfg.features), out, cfg_key),
             "the feature table of this world and config",
             out,
         )
@@ -286,7 +286,12 @@ def run_all(
 
 
 def _features(
-    world_dir: Path, task: str, feats: list[str], out: Path, access: ProtectedAccess
+    world_dir: Path,
+    task: str,
+    feats: list[str],
+    out: Path,
+    access: ProtectedAccess,
+    config: dict | None = None,
 ) -> None:
     from features.audit import AREA_COPY_THRESHOLD, COPY_THRESHOLD
     from features.tables import world_years, write_feature_table
@@ -299,6 +304,7 @@ def _features(
         audit=lambda w, frame: access.copy_scores(w, task, frame, feats),
         copy_threshold=AREA_COPY_THRESHOLD if task == "branch_turnover" else COPY_THRESHOLD,
         years=world_years(world_dir).reference_years(task),
+        config=config,
     )
 
 

@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 from experiments import tracking
 from experiments.files import write_parquet_atomic
 from experiments.train import world_identity
-from features.tables import META
+from features.tables import META, check_feature_table
+from microdata.integrity import HashCache
 from models.calibration import calibrator_from_bins
 from models.evaluation import deviation_flags
 from models.tasks import get_task
@@ -71,6 +72,14 @@ def load_run_model(
             raise PredictError(
                 f"run {run_id} is a {run.data.tags.get('zicht.task', '?')} run, not {task}"
             )
+        kind = run.data.tags.get("zicht.kind", "?")
+        if kind not in tracking.COMPETING_KINDS:
+            raise PredictError(
+                f"--run-id {run_id!r}: a {kind} run (tag zicht.kind) has no fitted model (rule: "
+                "only train and tune runs log one); fix: pick a train or tune run of "
+                f"zicht/{task} in `zicht ui` (a benchmark logs its lightgbm as the nested run "
+                "lightgbm-train), or leave out --run-id for the champion"
+            )
     fingerprint, _, _ = world_identity(data_dir / "world")
     if run.data.tags.get("zicht.data_fingerprint") != fingerprint:
         raise PredictError(
@@ -92,6 +101,10 @@ def publication_frame(task: str, scored: Scored, data_dir: Path) -> pd.DataFrame
     path = data_dir / "features" / f"{task}.parquet"
     if not path.exists():
         raise PredictError(f"{path}: no feature table; run `zicht features {task}` first")
+    fingerprint, _, _ = world_identity(data_dir / "world")
+    check_feature_table(
+        path, task, scored.features, fingerprint=fingerprint, cache=HashCache(data_dir / ".zicht")
+    )
     return pd.read_parquet(
         path, columns=[*META[task], *scored.features], filters=[("year", "==", scored.year)]
     )

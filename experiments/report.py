@@ -27,7 +27,8 @@ from experiments.predict import PredictError, champion_run
 from experiments.publish import release_states_dir
 from experiments.train import world_identity
 from features.audit import AuditSettings, ProtectedAccess, ProxyAudit
-from features.tables import META, UNIT_ID, load_world
+from features.tables import META, UNIT_ID, check_feature_table, load_world
+from microdata.integrity import HashCache
 from models.tasks import get_task
 from reports import plots
 from reports.report import TaskReport, attest, plot_uri, png_data_uri, render_index, render_task
@@ -251,6 +252,13 @@ def build_report(
         local = _artifacts(run_id, Path(tmp))
         catalogue = pd.read_csv(local / "features" / "catalogue.csv")
         features = catalogue["feature"].tolist()
+        check_feature_table(
+            feature_path,
+            task,
+            features,
+            fingerprint=fingerprint,
+            cache=HashCache(data_dir / ".zicht"),
+        )
         board = _leaderboard(run, local, Path(tmp))
         title = f"{task} ({tags.get('zicht.model', '?')})"
         figures = {}

@@ -26,6 +26,8 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
+from experiments.zones import store_creation_lock
+
 log = logging.getLogger(__name__)
 
 PRIMARY = {"hennep": "roc_auc", "jonge_aanwas": "roc_auc", "branch_turnover": "r2_log"}
@@ -80,7 +82,9 @@ def connect(tracking_uri: str, task: str) -> str:
         run_id = os.environ.get("MLFLOW_RUN_ID")
         if run_id:  # inside `mlflow run`: log to its run, in its experiment
             return MlflowClient().get_run(run_id).info.experiment_id
-        exp = mlflow.set_experiment(experiment_name(task))
+        # a new SQLite store is created (migrated) by one process at a time
+        with store_creation_lock(tracking_uri):
+            exp = mlflow.set_experiment(experiment_name(task))
     except Exception as exc:
         raise TrackingError(
             f"MLflow store {tracking_uri!r} cannot be used ({type(exc).__name__}: {exc}); "

@@ -22,7 +22,8 @@ from experiments.config import ExperimentConfig
 from experiments.truth import oracle_for
 from features.catalogue import catalogue_frame
 from features.guard import check_selection
-from features.tables import META
+from features.tables import META, check_feature_table
+from microdata.integrity import HashCache, default_cache_dir
 from microdata.io import data_fingerprint
 from models.evaluation import Evaluation, FeatureRows, Protocol, evaluate, protocol_for
 from models.tasks import TaskSpec, get_task
@@ -84,12 +85,17 @@ class TrainResult:
 
 
 def world_identity(world_dir: Path) -> tuple[str, str, str]:
-    """(data fingerprint, scale, seed) of the world; a real extract is scale ``real``."""
+    """(data fingerprint, scale, seed) of the world; a real extract is scale ``real``.
+
+    Refuses (:class:`~microdata.integrity.IntegrityError`, exit 2) a generated world whose
+    files differ from its manifest; hashes are cached in ``DATA/.zicht``.
+    """
+    cache = HashCache(default_cache_dir(world_dir))
     manifest = world_dir / "manifest.json"
     if manifest.exists():
         doc = json.loads(manifest.read_text())
-        return data_fingerprint(world_dir), str(doc["scale"]), str(doc["seed"])
-    return data_fingerprint(world_dir), "real", ""
+        return data_fingerprint(world_dir, cache=cache), str(doc["scale"]), str(doc["seed"])
+    return data_fingerprint(world_dir, cache=cache), "real", ""
 
 
 def load_features(
@@ -186,9 +192,12 @@ def prepare(
     task = get_task(cfg.task)
     check_selection(cfg.features)
     world_dir = data_dir / "world"
-    tracking.connect(tracking_uri, cfg.task)  # fail fast, before minutes of fitting
     fingerprint, scale, seed = world_identity(world_dir)
     path = data_dir / "features" / f"{cfg.task}.parquet"
+    if path.exists():  # as `zicht features` wrote it, from this world, within the catalogue
+        cache = HashCache(data_dir / ".zicht")
+        check_feature_table(path, cfg.task, cfg.features, fingerprint=fingerprint, cache=cache)
+    tracking.connect(tracking_uri, cfg.task)  # fail fast, before minutes of fitting
     stream = path.exists() and pq.read_metadata(path).num_rows > STREAM_ROWS
     frame = load_features(path, cfg.task, cfg.features, meta_only=stream)
     rows = ParquetRows(path, list(cfg.features)) if stream else None

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -23,10 +24,12 @@ import pyarrow.parquet as pq
 
 from features import builders as b
 from features.catalogue import CATALOGUE
-from features.guard import check_copies, check_frame, check_selection
+from features.guard import ProtectedAttributeError, check_copies, check_frame, check_selection
 from features.world import WorldFileError, WorldReader
 from microdata import params
 from microdata.geography import neighbours
+from microdata.integrity import HashCache, IntegrityError, default_cache_dir, sha256_file
+from microdata.io import data_fingerprint
 
 #: meta columns (not features) of each task's table, in order
 META: dict[str, tuple[str, ...]] = {
@@ -174,6 +177,151 @@ def feature_schema(task: str, features: Sequence[str]) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(cols, strict=True, ordered=True, name=f"features.{task}")
 
 
+# --------------------------------------------------------------------------- integrity
+
+
+class FeatureTableError(IntegrityError):
+    """A feature table that the suite did not write as it is, or that breaks the catalogue
+    (exit 2); the message names the file, the column, the rule and the fix."""
+
+
+def stamp_path(table: Path) -> Path:
+    """``DATA/features/<task>.stamp.json``: what ``zicht features`` wrote, and from what."""
+    return Path(table).with_name(f"{Path(table).stem}.stamp.json")
+
+
+#: (low, high, integer) per catalogue unit; a unit not listed has no range rule
+UNIT_RANGES: dict[str, tuple[float, float, bool]] = {
+    "0/1": (0, 1, True),
+    "share": (0, 1, False),
+    "class 1-5": (1, 5, True),
+    "count": (0, np.inf, True),
+    "persons": (0, np.inf, False),
+    "percentile": (0, 100, False),
+}
+
+
+def _value_rule(name: str) -> tuple[float, float, bool, str] | None:
+    """(low, high, integer, rule in words) of a catalogue feature; None: no range rule."""
+    feat = CATALOGUE[name]
+    if feat.categories:
+        k = len(feat.categories) - 1
+        return 0.0, float(k), True, f"a category code 0..{k} of the catalogue"
+    if feat.unit not in UNIT_RANGES:
+        return None
+    low, high, integer = UNIT_RANGES[feat.unit]
+    words = "in {0, 1}" if feat.unit == "0/1" else f"{'an integer ' if integer else ''}"
+    return low, high, integer, words if feat.unit == "0/1" else f"{words}in [{low:g}, {high:g}]"
+
+
+def check_feature_values(path: Path, features: Sequence[str]) -> None:
+    """Each feature column of the table at *path* against the catalogue: float32, binary
+    features in {0, 1}, categories coded 0..k-1, shares in [0, 1], counts >= 0, classes 1-5.
+    Row group by row group, so a national table is never held whole."""
+    import pyarrow.compute as pc
+
+    pf = pq.ParquetFile(path)
+    types = {f.name: f.type for f in pf.schema_arrow}
+    rules = {}
+    for name in features:
+        if types.get(name) != pa_arrow.float32():
+            raise FeatureTableError(
+                f"{path}: column {name}: type float32 (rule: feature columns are float32 as "
+                f"`zicht features` writes them): found {types.get(name)}; fix: rebuild it "
+                "with `zicht features`"
+            )
+        rule = _value_rule(name)
+        if rule is not None:
+            rules[name] = rule
+    for i in range(pf.num_row_groups):
+        group = pf.read_row_group(i, columns=list(rules))
+        for name, (low, high, integer, words) in rules.items():
+            col = pc.drop_null(group.column(name))
+            col = pc.filter(col, pc.invert(pc.is_nan(col)))
+            if len(col) == 0:
+                continue
+            mm = pc.min_max(col).as_py()
+            bad = mm["min"] < low or mm["max"] > high
+            if integer and not bad:
+                bad = not pc.all(pc.equal(col, pc.floor(col))).as_py()
+            if bad:
+                raise FeatureTableError(
+                    f"{path}: column {name}: {words} (rule: feature values match the feature "
+                    f"catalogue, features/catalogue.py): found values from {mm['min']:g} to "
+                    f"{mm['max']:g}; fix: rebuild it with `zicht features` (the catalogue "
+                    f"defines {name!r} as {CATALOGUE[name].unit})"
+                )
+
+
+def check_feature_table(
+    path: Path,
+    task: str,
+    features: Sequence[str],
+    *,
+    fingerprint: str | None = None,
+    cache: HashCache | None = None,
+) -> dict:
+    """Refuse a feature table the suite did not write as it is: its SHA-256 must match the
+    stamp ``zicht features`` wrote (and, given *fingerprint*, come from the current world);
+    then the protected-attribute guard on its columns and the catalogue's types and ranges on
+    *features*. Returns the stamp. Raises :class:`FeatureTableError` (or the guard's
+    :class:`ProtectedAttributeError`)."""
+    path = Path(path)
+    stamp = stamp_path(path)
+    rebuild = f"rebuild it with `zicht features {task}`"
+    try:
+        doc = json.loads(stamp.read_text())
+    except FileNotFoundError:
+        raise FeatureTableError(
+            f"{path}: column *: written by `zicht features` (rule: only tables the suite built "
+            f"and stamped are read): {stamp.name} is missing; fix: {rebuild}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise FeatureTableError(
+            f"{stamp}: column *: readable JSON: {exc}; fix: {rebuild}"
+        ) from None
+    if not isinstance(doc, dict) or doc.get("task") != task:
+        raise FeatureTableError(
+            f"{stamp}: column task: the stamp of a {task} table: found "
+            f"{doc.get('task') if isinstance(doc, dict) else doc!r}; fix: {rebuild}"
+        )
+    have = (cache or HashCache(None)).sha256(path)
+    if cache is not None:
+        cache.save()
+    if have != doc.get("sha256"):
+        raise FeatureTableError(
+            f"{path}: column *: SHA-256 as in {stamp.name} (rule: a feature table is used only "
+            f"as `zicht features` wrote it): it was edited or replaced afterwards ({have[:12]}… "
+            f"against {str(doc.get('sha256'))[:12]}…); fix: {rebuild}"
+        )
+    if fingerprint is not None and doc.get("world_fingerprint") != fingerprint:
+        raise FeatureTableError(
+            f"{path}: column *: built from the current world (rule: features come from the "
+            f"world the run is tagged with): built from world "
+            f"{str(doc.get('world_fingerprint'))[:16]}, the world is now {fingerprint[:16]}; "
+            f"fix: {rebuild}"
+        )
+    names = pq.read_schema(path).names
+    try:
+        check_frame(pd.DataFrame(columns=names), meta=META[task])
+        check_selection(features)
+    except ProtectedAttributeError as exc:
+        raise ProtectedAttributeError(f"{path}: {exc}; fix: {rebuild}") from None
+    check_feature_values(path, [f for f in features if f in names])
+    return doc
+
+
+def _write_stamp(out_path: Path, doc: dict) -> None:
+    target = stamp_path(out_path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True, default=str)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def write_feature_table(
     world_dir: Path,
     out_path: Path,
@@ -184,11 +332,15 @@ def write_feature_table(
     copy_threshold: float = 0.9,
     progress: Callable[[str], None] = lambda _m: None,
     years: Sequence[int] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Build every reference year of *task* and write it atomically to *out_path*.
+    """Build every reference year of *task* and write it atomically to *out_path*, with its
+    stamp (``<task>.stamp.json``: SHA-256, features, *config*, world fingerprint) that every
+    reader checks (:func:`check_feature_table`).
 
     *audit* returns each feature's association with the protected attribute (the audit
-    accessor's ``copy_scores``); a near-copy is refused before anything is written.
+    accessor's ``copy_scores``); a near-copy is refused before anything is written. A world
+    whose files differ from its manifest is refused before anything is written, too.
     """
     check_selection(features)
     progress("loading the world")
@@ -223,7 +375,22 @@ def write_feature_table(
         if writer is not None:
             writer.close()
             writer = None
+        # after the build, so a world with broken tables gets the schema's own message first
+        fingerprint = data_fingerprint(world_dir, cache=HashCache(default_cache_dir(world_dir)))
+        check_feature_values(tmp, features)
+        stamp = {
+            "task": task,
+            "table": out_path.name,
+            "sha256": sha256_file(tmp),
+            "bytes": tmp.stat().st_size,
+            "features": list(features),
+            "config": dict(config) if config is not None else None,
+            "world_fingerprint": fingerprint,
+            "years": [int(t) for t in years],
+            "written_by": "zicht features",
+        }
         os.replace(tmp, out_path)
+        _write_stamp(out_path, stamp)
     finally:
         if writer is not None:
             writer.close()

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from microdata import params
+from microdata.integrity import HashCache, check_world, sha256_file
 from microdata.scales import Scale
 from microdata.world import generate_world
 
@@ -81,14 +82,6 @@ def _write_json(path: Path, doc: dict) -> None:
     path.write_bytes(canonical_json(doc))
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_entries(directory: Path) -> dict[str, dict]:
     """Rows, columns, size and SHA-256 of every file in *directory* (manifest excluded)."""
     files: dict[str, dict] = {}
@@ -120,14 +113,25 @@ def world_manifest(directory: Path, *, scale: Scale, seed: int, kind: str) -> di
     }
 
 
-def data_fingerprint(world_dir: Path) -> str:
-    """SHA-256 of ``manifest.json``; for an extract without one, of its files' contents."""
+def data_fingerprint(world_dir: Path, *, cache: HashCache | None = None, check: bool = True) -> str:
+    """SHA-256 of ``manifest.json``; for an extract without one, of its files' contents.
+
+    With *check* (the default) every file is first compared with the SHA-256 the manifest
+    records (:func:`microdata.integrity.check_world`, hashes cached in *cache*): a world
+    edited after generation raises :class:`~microdata.integrity.IntegrityError`, so the
+    fingerprint stands for the files, not for the manifest bytes alone.
+    """
     manifest = world_dir / MANIFEST
     if manifest.exists():
+        if check:
+            check_world(world_dir, cache)
         return hashlib.sha256(manifest.read_bytes()).hexdigest()
+    cache = cache or HashCache(None)
     h = hashlib.sha256()
-    for name, entry in file_entries(world_dir).items():
-        h.update(f"{name}:{entry['sha256']}\n".encode())
+    for path in sorted(world_dir.iterdir()):
+        if path.is_file():
+            h.update(f"{path.name}:{cache.sha256(path)}\n".encode())
+    cache.save()
     return h.hexdigest()
 
 
@@ -170,7 +174,7 @@ def write_world(
         _write_json(world / MANIFEST, world_manifest(world, scale=scale, seed=seed, kind="world"))
         truth_doc = world_manifest(truth, scale=scale, seed=seed, kind="truth")
         # ties the truth to its world: a mismatched pair is detectable
-        truth_doc["world_fingerprint"] = data_fingerprint(world)
+        truth_doc["world_fingerprint"] = data_fingerprint(world, check=False)
         _write_json(truth / MANIFEST, truth_doc)
         trash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=data_dir))
         for src, dst in zip((world, truth), targets, strict=True):

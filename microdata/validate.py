@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from microdata import params
+from microdata.integrity import FIX, HashCache, world_changes
 from microdata.schemas import CODE_PATTERNS, OPEN_END, TABLES, Family, TableSpec
 
 BATCH_ROWS = 2_000_000
@@ -376,10 +377,30 @@ def _manifest_problems(world: Path) -> list[Problem]:
     return out
 
 
+def _checksum_problems(world: Path, cache: HashCache | None) -> list[Problem]:
+    """World files that differ from the SHA-256 in ``manifest.json`` (a generated world only;
+    a missing table is reported as ``file present`` by the table checks)."""
+    out = []
+    for change in world_changes(world, cache):
+        if change.what == "missing" and change.file.removesuffix(".parquet") in TABLES:
+            continue
+        rule = {
+            "changed": "SHA-256 as in manifest.json",
+            "missing": "file present (listed in manifest.json)",
+            "added": "listed in manifest.json",
+        }[change.what]
+        out.append(Problem(change.file, "*", rule, f"{change.what}: {change.detail}", FIX))
+    return out
+
+
 def validate_world(
-    world: Path, *, progress: Callable[[str], None] = lambda _m: None
+    world: Path,
+    *,
+    progress: Callable[[str], None] = lambda _m: None,
+    hashes: HashCache | None = None,
 ) -> list[Problem]:
-    """All problems of the world in *world* (empty list: valid)."""
+    """All problems of the world in *world* (empty list: valid); for a generated world, also
+    every file whose SHA-256 differs from its ``manifest.json`` (hashes cached in *hashes*)."""
     world = Path(world)
     if not world.is_dir():
         return [
@@ -392,6 +413,8 @@ def validate_world(
             )
         ]
     problems = _manifest_problems(world)
+    progress("checksums")
+    problems += _checksum_problems(world, hashes)
     readable: list[TableSpec] = []
     for spec in TABLES.values():
         progress(spec.name)

@@ -113,8 +113,14 @@ def snapshot(env: Shared, *extra: Path) -> dict[str, Any]:
         "secure outputs": {
             d: _tree(env.data / d) for d in ("features", "predictions", "explain", "world")
         },
-        # a case's own DATA: its files (an empty features/ dir made on the way is no output)
-        "extra": {str(p): {k: v for k, v in _tree(p).items() if v != "dir"} for p in extra},
+        # a case's own DATA: its files (an empty features/ dir made on the way is no output,
+        # nor is .zicht/, the suite's bookkeeping: hash cache and locks)
+        "extra": {
+            str(p): {
+                k: v for k, v in _tree(p).items() if v != "dir" and not k.startswith(".zicht/")
+            }
+            for p in extra
+        },
     }
 
 
