@@ -420,16 +420,7 @@ def publish_tasks(
     )
     old = current_version(Path(publish_dir))
 
-    def keep_states(version_id: str) -> None:
-        """Before the swap: this version's secure states (tasks carried over keep theirs)."""
-        target = release_states_dir(data_dir) / version_id
-        target.mkdir(parents=True, exist_ok=True)
-        for task, state in states.items():
-            write_parquet_atomic(state, target / f"{task}.parquet")
-        if old is not None:
-            for path in (release_states_dir(data_dir) / old.name).glob("*.parquet"):
-                if path.stem not in states:
-                    write_parquet_atomic(pd.read_parquet(path), target / path.name)
+    keep = partial(_keep_states, data_dir, states, old.name if old is not None else None)
 
     return write_release(
         releases,
@@ -437,8 +428,21 @@ def publish_tasks(
         settings=settings,
         meta=meta,
         progress=progress,
-        on_version=keep_states,
+        on_version=keep,
     )
+
+
+def _keep_states(
+    data_dir: Path, states: dict[str, pd.DataFrame], old: str | None, version_id: str
+) -> None:
+    """Before the swap: the new version's secure states (tasks carried over keep theirs)."""
+    target = release_states_dir(data_dir) / version_id
+    for task, state in states.items():
+        write_parquet_atomic(state, target / f"{task}.parquet")
+    if old is not None:
+        for path in (release_states_dir(data_dir) / old).glob("*.parquet"):
+            if path.stem not in states:
+                write_parquet_atomic(pd.read_parquet(path), target / path.name)
 
 
 def _prior_for(task: str, cells: pd.DataFrame, **kwargs: Any) -> list[pd.DataFrame]:
