@@ -693,9 +693,16 @@ def _measures(rollup: Rollup, grid: pd.DataFrame, published: dict[str, np.ndarra
                 m[f"driver_prevalence_{k}"] = np.where(
                     pk, grid[f"driver_count_{k}"].to_numpy(np.float64) / n, np.nan
                 )
-                m[f"driver_prevalence_nl_{k}"] = np.where(
-                    nk, grid[f"driver_national_{k}"].to_numpy(np.float64), np.nan
-                )
+                # the national share of the same units as n (NL total row of the grid), so a
+                # published share and its NL cell agree whatever n counts
+                nl_row = grid[(grid["level"] == "nederland") & (grid["breakdown"] == TOTAL)]
+                nl_share = {
+                    c.removeprefix("driver_count:"): float(nl_row[c].iloc[0] / nl_row["n"].iloc[0])
+                    for c in grid.columns
+                    if c.startswith("driver_count:") and len(nl_row) and nl_row["n"].iloc[0] > 0
+                }
+                share = names[f"driver_{k}"].map(nl_share).to_numpy(np.float64, na_value=np.nan)
+                m[f"driver_prevalence_nl_{k}"] = np.where(nk, share, np.nan)
     else:
         ok = published["turnover_sum"]
         inh = grid["inhabitants"].to_numpy(np.float64)
