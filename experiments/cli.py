@@ -126,7 +126,11 @@ def zone_rules(
 
             name = click.get_current_context().command_path.removeprefix("zicht ")
             if store:
-                require_store(zones.tracking_uri, name)
+                task = kwargs.get("task") or kwargs.get("tasks")
+                if isinstance(task, tuple) and len(task) == 1:
+                    task = task[0]
+                train = f"zicht train {task}" if isinstance(task, str) else "zicht train <task>"
+                require_store(zones.tracking_uri, name, train=train)
             locked = data and (creates or zones.data_dir.is_dir())
             with zone_locks(
                 data_dir=zones.data_dir if locked else None,

@@ -18,6 +18,7 @@ whole logged history (one step per fold); and the logged ``model.*`` and sample-
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -236,6 +237,17 @@ def verify_run(
             f"{world_dir}: no world here; run {run_id} was made on the {scale} world with seed "
             f"{seed}; run {regenerate} (then `zicht features {task}`) or point --data-dir at it"
         )
+    manifest = world_dir / "manifest.json"
+    if manifest.exists() and scale != "real":
+        # the manifest names another world: say so before hashing its files (a missing or
+        # edited file would otherwise hide that the world is simply not the run's)
+        doc = json.loads(manifest.read_text())
+        if (str(doc.get("scale")), str(doc.get("seed"))) != (scale, seed):
+            raise VerifyInputError(
+                f"{manifest}: the {doc.get('scale')} world with seed {doc.get('seed')}, but run "
+                f"{run_id} was made on the {scale} world with seed {seed}; run {regenerate} and "
+                f"`zicht features {task}`, or point --data-dir at that world"
+            )
     have, have_scale, have_seed = world_identity(world_dir)
     if have != want:
         raise VerifyInputError(

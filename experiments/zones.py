@@ -202,9 +202,9 @@ def store_creation_lock(tracking_uri: str) -> Iterator[None]:
 # --------------------------------------------------------------------------- the store
 
 
-def require_store(tracking_uri: str, command: str) -> None:
+def require_store(tracking_uri: str, command: str, *, train: str = "zicht train <task>") -> None:
     """A read-only command refuses a local store that does not exist (MLflow would create an
-    empty one and the command would pass on nothing)."""
+    empty one and the command would pass on nothing). *train* is the command the fix names."""
     path = store_path(tracking_uri)
     if path is None:
         return  # a server: probed when connecting
@@ -214,5 +214,5 @@ def require_store(tracking_uri: str, command: str) -> None:
         raise ZoneError(
             f"--tracking-uri {tracking_uri}: no MLflow store at {path} (rule: `zicht "
             f"{command}` reads the store and never creates one); fix: pass the --tracking-uri "
-            "(or MLFLOW_TRACKING_URI) your runs were logged to, or train first"
+            f"(or MLFLOW_TRACKING_URI) your runs were logged to, or run `{train}` first"
         )

@@ -120,7 +120,7 @@ def test_missing_champion_exits_2_with_the_fix(
     code, _, err = _zicht(
         capsys, "report", "hennep", "--data-dir", str(tiny_data), "--tracking-uri", store
     )
-    assert code == 2 and "zicht train hennep" in err
+    assert code == 2 and "`zicht train hennep`" in err and "no MLflow store" in err
 
 
 def test_review_tables_refuse_ids_and_small_counts() -> None:
