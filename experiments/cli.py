@@ -925,6 +925,7 @@ def _pipeline(settings: Any, zones: Zones) -> Any:
     from experiments.report import ReportError
     from experiments.tracking import TrackingError
     from experiments.train import TrainInputError
+    from microdata.io import WorldExistsError
 
     try:
         title = f"zicht run ({settings.scale}, seed {settings.seed})"
@@ -946,6 +947,7 @@ def _pipeline(settings: Any, zones: Zones) -> Any:
         TrainInputError,
         DisclosureInputError,
         PublishWriteError,
+        WorldExistsError,
     ) as exc:
         raise BadInput(str(exc)) from None
     except PublishRefused as exc:

@@ -128,7 +128,7 @@ def run_all(
     from experiments.report import build_report, write_index
     from experiments.train import world_identity
     from features.audit import ProtectedAccess
-    from microdata.io import write_world
+    from microdata.io import check_replaceable, write_world
     from microdata.scales import get_scale
 
     log = StageLog()
@@ -162,7 +162,9 @@ def run_all(
         if key is not None:
             stamps.done(stamp, key)
 
-    # 1. the world: its own key is the manifest (a new world invalidates every stamp)
+    # 1. the world: its own key is the manifest (a new world invalidates every stamp). Files
+    # the generator did not write (an extract) are never replaced: ForeignWorldError, exit 2.
+    check_replaceable(data_dir)
     manifest = world_dir / "manifest.json"
     same_world = False
     if manifest.exists():
