@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -26,6 +25,7 @@ from features.catalogue import CATALOGUE
 from features.guard import check_copies, check_frame, check_selection
 from features.world import WorldFileError, WorldReader
 from microdata import params
+from microdata.extract import AreasFileError, read_areas
 from microdata.geography import neighbours
 
 #: meta columns (not features) of each task's table, in order
@@ -100,9 +100,10 @@ def check_generator_version(manifest: Path, doc: dict) -> None:
 def load_world(world_dir: Path) -> b.WorldFrames:
     """World frames for feature building, with buurt neighbours from the geometry."""
     reader = WorldReader(Path(world_dir))
-    areas = gpd.read_parquet(
-        Path(world_dir) / "areas.parquet", columns=["area_code", "level", "geometry"]
-    )
+    try:
+        areas = read_areas(Path(world_dir) / "areas.parquet", ["area_code", "level"])
+    except AreasFileError as exc:
+        raise WorldFileError(str(exc)) from None
     nb = neighbours(areas, "buurt")
     return b.load_frames(reader, neighbours=nb)
 
@@ -118,7 +119,7 @@ def build_task_year(
         feats = b.person_features(snap, ids)
         codes = b.area_codes(w, snap.person_buurt[ids])
         meta = {
-            "person_id": ids.astype(np.int32),
+            "person_id": w.original_ids("person", ids),
             "year": np.full(len(ids), t, np.int16),
             **codes,
             "age_group": b.age_groups(snap.age[ids]),
@@ -129,7 +130,7 @@ def build_task_year(
         feats = b.dwelling_features(snap, ids)
         codes = b.area_codes(w, w.dwelling_buurt[ids])
         meta = {
-            "dwelling_id": ids.astype(np.int32),
+            "dwelling_id": w.original_ids("dwelling", ids),
             "year": np.full(len(ids), t, np.int16),
             **codes,
             "label": b.dwelling_labels(w, ids, t),
