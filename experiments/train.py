@@ -180,12 +180,20 @@ class Prepared:
 
 
 def prepare(
-    cfg: ExperimentConfig, *, data_dir: Path, tracking_uri: str, n_folds: int = 5
+    cfg: ExperimentConfig,
+    *,
+    data_dir: Path,
+    tracking_uri: str,
+    n_folds: int = 5,
+    world_dir: Path | None = None,
 ) -> Prepared:
-    """Check the config, connect to MLflow (fail fast), read features, protocol and oracle."""
+    """Check the config, connect to MLflow (fail fast), read features, protocol and oracle.
+
+    *world_dir* is the world or extract the features were built from (default DATA/world).
+    """
     task = get_task(cfg.task)
     check_selection(cfg.features)
-    world_dir = data_dir / "world"
+    world_dir = Path(world_dir) if world_dir is not None else data_dir / "world"
     tracking.connect(tracking_uri, cfg.task)  # fail fast, before minutes of fitting
     fingerprint, scale, seed = world_identity(world_dir)
     path = data_dir / "features" / f"{cfg.task}.parquet"
@@ -195,7 +203,7 @@ def prepare(
     if stream and not np.isfinite(frame[task.label].to_numpy(np.float64)).all():
         raise TrainInputError(f"{path}: column label: unlabelled rows cannot be streamed")
     protocol = protocol_for(sorted(frame["year"].unique().tolist()), cfg.task, n_folds=n_folds)
-    oracle, anomalous = oracle_for(cfg.task, frame, data_dir) if scale != "real" else (None, None)
+    oracle, anomalous = oracle_for(cfg.task, frame, world_dir) if scale != "real" else (None, None)
     areas = pd.read_parquet(
         world_dir / "areas.parquet", columns=["area_code", "level", "land_area_km2"]
     )

@@ -80,7 +80,7 @@ def check_replaceable(data_dir: Path) -> list[Path]:
     busy = []
     for kind in (WORLD_DIR, TRUTH_DIR):
         target = Path(data_dir) / kind
-        if target.is_symlink() or (target.exists() and not target.is_dir()):
+        if target.exists() and not target.is_dir():
             raise ForeignWorldError(
                 f"{target}: not a directory that zicht generate wrote; it was left as it is; "
                 f"fix: to run on a world or extract elsewhere, `zicht run --world-dir PATH`; "
