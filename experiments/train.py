@@ -5,7 +5,6 @@ Wires the pure pieces (feature table, evaluation, truth alignment) to the MLflow
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from experiments.truth import oracle_for
 from features.catalogue import catalogue_frame
 from features.guard import check_selection
 from features.tables import META
-from microdata.io import data_fingerprint
+from microdata.io import data_fingerprint, generator_manifest
 from models.evaluation import Evaluation, FeatureRows, Protocol, evaluate, protocol_for
 from models.tasks import TaskSpec, get_task
 
@@ -85,9 +84,8 @@ class TrainResult:
 
 def world_identity(world_dir: Path) -> tuple[str, str, str]:
     """(data fingerprint, scale, seed) of the world; a real extract is scale ``real``."""
-    manifest = world_dir / "manifest.json"
-    if manifest.exists():
-        doc = json.loads(manifest.read_text())
+    doc = generator_manifest(world_dir)
+    if doc:  # the generator's world; anything else (no or a foreign manifest) is an extract
         return data_fingerprint(world_dir), str(doc["scale"]), str(doc["seed"])
     return data_fingerprint(world_dir), "real", ""
 

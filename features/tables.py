@@ -7,7 +7,6 @@ through a temporary file, so a failed run leaves no half-written table.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from features.world import WorldFileError, WorldReader
 from microdata import params
 from microdata.extract import AreasFileError, read_areas
 from microdata.geography import neighbours
+from microdata.io import generator_manifest
 
 #: meta columns (not features) of each task's table, in order
 META: dict[str, tuple[str, ...]] = {
@@ -69,10 +69,11 @@ class WorldYears:
 
 
 def world_years(world_dir: Path, frames: b.WorldFrames | None = None) -> WorldYears:
-    """From the manifest; for a real extract without one, from the area statistics' years."""
+    """From the generator's manifest; for a real extract (no manifest, or one of its own),
+    from the area statistics' years."""
     manifest = Path(world_dir) / "manifest.json"
-    if manifest.exists():
-        doc = json.loads(manifest.read_text())
+    doc = generator_manifest(Path(world_dir))
+    if doc is not None:
         check_generator_version(manifest, doc)
         return WorldYears(
             int(doc["first_year"]), int(doc["last_year"]), int(doc.get("window", params.WINDOW))

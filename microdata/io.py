@@ -183,13 +183,31 @@ def world_manifest(directory: Path, *, scale: Scale, seed: int, kind: str) -> di
     }
 
 
+def generator_manifest(world_dir: Path) -> dict | None:
+    """The ``manifest.json`` of *world_dir* when the generator wrote it (it names
+    ``zicht.microdata``), else None: a real extract may carry a manifest of its own, which
+    says nothing about scale, seed or years and does not stand for the files' contents. A
+    manifest that is not JSON counts as the generator's (the validator reports it)."""
+    path = Path(world_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("generator") != GENERATOR:
+        return None
+    return doc
+
+
 def data_fingerprint(world_dir: Path) -> str:
-    """SHA-256 of ``manifest.json``; for an extract without one, of its files' contents."""
+    """SHA-256 of the generator's ``manifest.json``; for an extract without one (or with a
+    manifest of its own), of its files' contents."""
     manifest = world_dir / MANIFEST
-    if manifest.exists():
+    if generator_manifest(world_dir) is not None:
         return hashlib.sha256(manifest.read_bytes()).hexdigest()
     h = hashlib.sha256()
-    for name, entry in file_entries(world_dir).items():
+    for name, entry in file_entries(world_dir).items():  # a foreign manifest.json is left out
         h.update(f"{name}:{entry['sha256']}\n".encode())
     return h.hexdigest()
 

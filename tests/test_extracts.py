@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from experiments.cli import main
@@ -102,6 +102,26 @@ def test_a_generated_world_is_still_replaced_with_overwrite(
     assert (data / "world" / "manifest.json").read_bytes() != first
 
 
+def test_an_extract_with_a_manifest_of_its_own_is_an_extract(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest.json that the generator did not write is not read: scale `real`, the years
+    from the data, the fingerprint over the files' contents, and validation passes."""
+    from experiments.train import world_identity
+    from features.tables import world_years
+
+    world = _plant(tiny_data, tmp_path / "data", "foreign")
+    code, _, err = run(capsys, "world", "validate", "--world-dir", str(world))
+    assert code == 0, err
+    fingerprint, scale, seed = world_identity(world)
+    assert (scale, seed) == ("real", "")
+    years = world_years(world)
+    assert (years.first, years.last) == (2016, 2025)
+    path = world / "halt.parquet"
+    pq.write_table(pq.read_table(path).slice(1), path)
+    assert world_identity(world)[0] != fingerprint
+
+
 # --------------------------------------------------------------------------- 2, 3, 6. variants
 
 
@@ -177,7 +197,9 @@ def test_extract_variants_validate_and_build(
     assert set(hennep.column("dwelling_id").to_pylist()) <= want
 
 
-@settings(max_examples=4, deadline=None)
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     options=st.fixed_dictionaries(
         {
