@@ -214,7 +214,7 @@ class WorldReader:
                     parts.append(id_array(pq.read_table(path, columns=[column]), path, column))
                 except (OSError, pa.ArrowInvalid) as exc:
                     raise WorldFileError(
-                        f"{path}: column {column}: readable Parquet: cannot read ({exc}); fix: "
+                        f"{path}: column *: readable Parquet: cannot read ({exc}); fix: "
                         "re-export the file or regenerate the world"
                     ) from exc
             allids = np.unique(np.concatenate(parts))

@@ -40,9 +40,12 @@ def area_notes(path: Path) -> list[str]:
     """What :func:`read_areas` assumes about *path* (empty for a GeoParquet file with a CRS)."""
     path = Path(path)
     try:
-        meta = _geo_metadata(pq.read_schema(path))
+        schema = pq.read_schema(path)
     except (OSError, pa.ArrowInvalid):
         return []
+    if "geometry" not in schema.names:
+        return []  # the validator reports the missing column
+    meta = _geo_metadata(schema)
     if meta is None:
         return [
             f"{path.name}: geometry: no GeoParquet metadata; reading it as WKB polygons in "
