@@ -43,11 +43,12 @@ def bench_models(
     n_boot: int = 200,
     n_jobs: int = 2,
     progress: Callable[[str], None] = lambda _m: None,
+    world_dir: Path | None = None,
 ) -> pd.DataFrame:
     """Run the benchmark of *task_name*; returns the leaderboard (also logged)."""
     task = get_task(task_name)
     cfg = load_config(default_config_path(task_name))
-    prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri)
+    prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir)
     frame, oracle = prep.frame, prep.oracle
     metric = tracking.PRIMARY[task_name]
     tags = prep.tags(",".join(models), "bench")

@@ -278,6 +278,7 @@ def world_validate(world_dir: Path | None, zones: Zones) -> None:
     and the area hierarchy. Prints one line per problem (file: column: rule: detail (fix))
     and exits 2 if there is any.
     """
+    from microdata.extract import area_notes
     from microdata.integrity import HashCache, default_cache_dir
     from microdata.schemas import TABLES
     from microdata.validate import validate_world
@@ -287,6 +288,8 @@ def world_validate(world_dir: Path | None, zones: Zones) -> None:
     cache = HashCache(default_cache_dir(target) if world_dir is None else None)
     with stage_progress(len(TABLES) + 2, "validate") as advance:
         problems = validate_world(target, progress=advance, hashes=cache)
+    for note in area_notes(target / "areas.parquet"):
+        click.echo(f"note: {note}", err=True)
     if problems:
         for p in problems:
             click.echo(str(p), err=True)
@@ -975,19 +978,26 @@ def bench_scale_cmd(
     click.echo(f"written to {out / f'scale_{scale}.md'}")
 
 
-def _pipeline(settings: Any, zones: Zones) -> Any:
+def _pipeline(settings: Any, zones: Zones, world_dir: Path | None = None) -> Any:
     """``zicht run``'s stages (experiments.pipeline.run_all) with its errors as exit codes."""
     from disclosure.publish import PublishRefused, PublishWriteError
     from disclosure.settings import DisclosureInputError
-    from experiments.pipeline import TASKS, run_all
+    from experiments.pipeline import TASKS, ExtractInvalid, run_all
     from experiments.predict import PredictError
     from experiments.publish import PublishInputError
     from experiments.report import ReportError
     from experiments.tracking import TrackingError
     from experiments.train import TrainInputError
+    from features.guard import ProtectedAttributeError
+    from features.world import WorldFileError
+    from microdata.io import WorldExistsError
 
     try:
-        title = f"zicht run ({settings.scale}, seed {settings.seed})"
+        title = (
+            f"zicht run ({settings.scale}, seed {settings.seed})"
+            if world_dir is None
+            else f"zicht run on {world_dir}"
+        )
         with stage_progress(2 + 4 * len(TASKS), title) as advance:
             log = run_all(
                 settings,
@@ -997,6 +1007,7 @@ def _pipeline(settings: Any, zones: Zones) -> Any:
                 tracking_uri=zones.tracking_uri,
                 progress=advance,
                 say=click.echo,
+                world_dir=world_dir,
             )
     except (
         PredictError,
@@ -1006,6 +1017,10 @@ def _pipeline(settings: Any, zones: Zones) -> Any:
         TrainInputError,
         DisclosureInputError,
         PublishWriteError,
+        WorldExistsError,
+        ExtractInvalid,
+        WorldFileError,
+        ProtectedAttributeError,
     ) as exc:
         raise BadInput(str(exc)) from None
     except PublishRefused as exc:
@@ -1032,13 +1047,24 @@ def _pipeline(settings: Any, zones: Zones) -> Any:
     help="Models of the benchmark (LightGBM must be one: it becomes the champion).",
 )
 @click.option("--fresh", is_flag=True, help="Rerun every stage (e.g. after editing the code).")
+@click.option(
+    "--world-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Run on the world or real extract in this directory instead of generating one "
+    "(validated first; --scale and --seed are then not used).",
+)
 @common_options
 @zone_rules(data=True, publish=True, creates=True)
-def run_cmd(scale: str, seed: int, model_list: str, fresh: bool, zones: Zones) -> None:
+def run_cmd(
+    scale: str, seed: int, model_list: str, fresh: bool, world_dir: Path | None, zones: Zones
+) -> None:
     """Generate the world, build the features, benchmark LightGBM against the baselines
     (its run becomes the champion), explain the champion with SHAP, predict the publication
     year, publish through disclosure control and write the reviewer reports, for all three
     tasks. Reuses every stage whose inputs are unchanged, and says so.
+
+    With --world-dir PATH: every stage but generate, on the world or extract in PATH.
     """
     models = tuple(m.strip() for m in model_list.split(",") if m.strip())
     if "lightgbm" not in models or set(models) - {"lightgbm", "tree", "logistic", "histgb"}:
@@ -1049,7 +1075,9 @@ def run_cmd(scale: str, seed: int, model_list: str, fresh: bool, zones: Zones) -
     from experiments.pipeline import RunSettings
 
     start = time.perf_counter()
-    log = _pipeline(RunSettings(scale=scale, seed=seed, models=models, fresh=fresh), zones)
+    log = _pipeline(
+        RunSettings(scale=scale, seed=seed, models=models, fresh=fresh), zones, world_dir
+    )
     ran = [r for r in log.rows if r["action"] == "ran"]
     click.echo(log.markdown())
     click.echo(

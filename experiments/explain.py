@@ -140,13 +140,16 @@ def explain_run(
     run_id: str | None = None,
     settings: ExplainSettings | None = None,
     progress: Callable[[str], None] = lambda _m: None,
+    world_dir: Path | None = None,
 ) -> ExplainResult:
     """Explain the champion of *task* (or *run_id*): global views into the run, profiles to DATA."""
     settings = settings or ExplainSettings()
     spec = get_task(task)
     t_start = time.perf_counter()
     progress("loading the model and the publication year")
-    scored = load_run_model(task, data_dir=data_dir, tracking_uri=tracking_uri, run_id=run_id)
+    scored = load_run_model(
+        task, data_dir=data_dir, tracking_uri=tracking_uri, run_id=run_id, world_dir=world_dir
+    )
     rid = scored.run.info.run_id
     frame = publication_frame(task, scored, data_dir).reset_index(drop=True)
     features = scored.features

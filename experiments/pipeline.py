@@ -1,6 +1,7 @@
 """``zicht run``: everything, for all three tasks, reusing what is already there and valid.
 
-Stages: generate → features → bench (LightGBM and the baselines; the main model's run
+Stages: generate (or, with ``world_dir``, validate an existing world or real extract) →
+features → bench (LightGBM and the baselines; the main model's run
 competes for champion) → explain the champion → predict → publish → report.
 
 **Reuse.** Each stage writes a stamp (``DATA/stamps/<stage>.json``) with the key of its
@@ -8,6 +9,11 @@ inputs: the world's scale, seed and fingerprint, the experiment config, the zich
 and, downstream, the champion's run id. A stage whose key is unchanged and whose output
 still exists is skipped, and the run says so. Changing the seed, a config or the release
 reruns what depends on it; ``--fresh`` reruns everything (after editing the code).
+
+**Extracts.** ``zicht run --world-dir PATH`` runs every stage but generate on the world in
+PATH (a real extract, say): it validates PATH first (reused while its fingerprint is
+unchanged) and stops with :class:`ExtractInvalid` (exit 2) on any problem; the stamps are
+keyed on the data fingerprint as for a generated world. Nothing is written into PATH.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ if TYPE_CHECKING:
 
 TASKS = ("hennep", "jonge_aanwas", "branch_turnover")
 BENCH_MODELS = ("lightgbm", "tree", "logistic", "histgb")
+
+
+class ExtractInvalid(ValueError):
+    """The world given to ``zicht run --world-dir`` does not meet the schemas (exit 2); the
+    message lists every problem (file, column, rule, fix)."""
 
 
 @dataclass
@@ -118,8 +129,13 @@ def run_all(
     tracking_uri: str,
     progress: Callable[[str], None] = lambda _m: None,
     say: Callable[[str], None] = print,
+    world_dir: Path | None = None,
 ) -> StageLog:
-    """Run every stage for every task; returns what ran and what was reused."""
+    """Run every stage for every task; returns what ran and what was reused.
+
+    Without *world_dir* the world is generated into DATA/world (scale and seed of
+    *settings*); with it, the world or extract in *world_dir* is validated and used as it is.
+    """
     from experiments.bench import bench_models
     from experiments.config import load_config
     from experiments.explain import explain_run
@@ -127,8 +143,9 @@ def run_all(
     from experiments.publish import publish_tasks
     from experiments.report import build_report, write_index
     from experiments.train import world_identity
-    from features.audit import ProtectedAccess
-    from microdata.io import write_world
+    from features.audit import COPY_THRESHOLD, ProtectedAccess
+    from features.guard import check_stray_copies
+    from microdata.io import check_replaceable, write_world
     from microdata.scales import get_scale
 
     log = StageLog()
@@ -136,7 +153,8 @@ def run_all(
     if settings.fresh:
         stamps.clear()
     code = code_version()
-    world_dir = data_dir / "world"
+    given = world_dir is not None
+    world_dir = Path(world_dir) if world_dir is not None else data_dir / "world"
 
     def stage(
         name: str,
@@ -162,26 +180,33 @@ def run_all(
         if key is not None:
             stamps.done(stamp, key)
 
-    # 1. the world: its own key is the manifest (a new world invalidates every stamp)
-    manifest = world_dir / "manifest.json"
-    same_world = False
-    if manifest.exists():
-        doc = json.loads(manifest.read_text())
-        same_world = doc.get("scale") == settings.scale and doc.get("seed") == settings.seed
+    if given:
+        # 1. an existing world or extract: validated first, never written to
+        fingerprint = _validate_stage(world_dir, stage, say)
+    else:
+        # 1. the world: its own key is the manifest (a new world invalidates every stamp).
+        # Files the generator did not write (an extract) are never replaced:
+        # ForeignWorldError, exit 2.
+        check_replaceable(data_dir)
+        manifest = world_dir / "manifest.json"
+        same_world = False
+        if manifest.exists():
+            doc = json.loads(manifest.read_text())
+            same_world = doc.get("scale") == settings.scale and doc.get("seed") == settings.seed
 
-    def generate() -> None:
-        stamps.clear()
-        write_world(data_dir, get_scale(settings.scale), seed=settings.seed, overwrite=True)
+        def generate() -> None:
+            stamps.clear()
+            write_world(data_dir, get_scale(settings.scale), seed=settings.seed, overwrite=True)
 
-    stage(
-        "generate",
-        "",
-        None,
-        generate,
-        f"the {settings.scale} world with seed {settings.seed}",
-        valid=same_world and not settings.fresh,
-    )
-    fingerprint, _, _ = world_identity(world_dir)
+        stage(
+            "generate",
+            "",
+            None,
+            generate,
+            f"the {settings.scale} world with seed {settings.seed}",
+            valid=same_world and not settings.fresh,
+        )
+        fingerprint, _, _ = world_identity(world_dir)
 
     # 2-5. per task: features, bench (champion), explain, predict
     champions: dict[str, str] = {}
@@ -190,6 +215,12 @@ def run_all(
     def features(task: str, feats: list[str], out: Path, config: dict) -> None:
         if not access:
             access.append(ProtectedAccess(world_dir))
+            # an undeclared column that copies origin stops the run (as `zicht features`)
+            check_stray_copies(
+                access[0].stray_copy_scores(world_dir),
+                world_dir=world_dir,
+                threshold=COPY_THRESHOLD,
+            )
         _features(world_dir, task, feats, out, access[0], config)
 
     for task in TASKS:
@@ -218,6 +249,7 @@ def run_all(
                 data_dir=data_dir,
                 tracking_uri=tracking_uri,
                 n_boot=settings.n_boot,
+                world_dir=world_dir,
             ),
             f"the benchmark and champion run {(champion or '')[:12]}",
             valid=champion is not None,
@@ -232,7 +264,13 @@ def run_all(
             "explain",
             task,
             ekey,
-            partial(explain_run, task, data_dir=data_dir, tracking_uri=tracking_uri),
+            partial(
+                explain_run,
+                task,
+                data_dir=data_dir,
+                tracking_uri=tracking_uri,
+                world_dir=world_dir,
+            ),
             f"the SHAP of champion run {champion[:12]}",
             data_dir / "explain" / f"{task}_profiles.parquet",
         )
@@ -240,7 +278,9 @@ def run_all(
             "predict",
             task,
             ekey,
-            partial(predict, task, data_dir=data_dir, tracking_uri=tracking_uri),
+            partial(
+                predict, task, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir
+            ),
             f"the predictions of champion run {champion[:12]}",
             data_dir / "predictions" / f"{task}.parquet",
         )
@@ -256,6 +296,7 @@ def run_all(
             data_dir=data_dir,
             publish_dir=publish_dir,
             tracking_uri=tracking_uri,
+            world_dir=world_dir,
         ),
         "the published version of these champions",
         publish_dir / "manifest.json",
@@ -270,6 +311,7 @@ def run_all(
                 review_dir=review_dir,
                 publish_dir=publish_dir,
                 tracking_uri=tracking_uri,
+                world_dir=world_dir,
             )
         write_index(review_dir)
 
@@ -283,6 +325,42 @@ def run_all(
         review_dir / "index.html",
     )
     return log
+
+
+def _validate_stage(world_dir: Path, stage: Callable[..., None], say: Callable[[str], None]) -> str:
+    """Validate the world in *world_dir* (reused while its fingerprint is unchanged); returns
+    the fingerprint. Raises :class:`ExtractInvalid` listing every problem."""
+    from experiments.train import world_identity
+    from microdata.extract import area_notes
+    from microdata.validate import validate_world
+
+    if not world_dir.is_dir():
+        raise ExtractInvalid(
+            f"{world_dir}: no such directory (rule: --world-dir names a directory with the "
+            "world's Parquet files); fix: pass the directory of the extract"
+        )
+    fingerprint, scale, _ = world_identity(world_dir)
+    for note in area_notes(world_dir / "areas.parquet"):
+        say(f"  note: {note}")
+
+    def validate() -> None:
+        problems = validate_world(world_dir)
+        if problems:
+            lines = "\n".join(f"  {p}" for p in problems)
+            raise ExtractInvalid(
+                f"{world_dir}: {len(problems)} problem(s); the world does not meet the schemas "
+                f"and nothing was run:\n{lines}\nfix: correct what is listed (`zicht world "
+                f"validate --world-dir {world_dir}` checks again), then rerun"
+            )
+
+    stage(
+        "validate",
+        "",
+        Stamps.key(world=fingerprint, code=code_version()),
+        validate,
+        f"the validation of {world_dir} ({scale}, fingerprint {fingerprint[:12]})",
+    )
+    return fingerprint
 
 
 def _features(

@@ -53,9 +53,15 @@ class Scored:
 
 
 def load_run_model(
-    task: str, *, data_dir: Path, tracking_uri: str, run_id: str | None = None
+    task: str,
+    *,
+    data_dir: Path,
+    tracking_uri: str,
+    run_id: str | None = None,
+    world_dir: Path | None = None,
 ) -> Scored:
-    """The champion of *task* (or run *run_id*), refused when it comes from another world."""
+    """The champion of *task* (or run *run_id*), refused when it comes from another world
+    than *world_dir* (default DATA/world)."""
     if run_id is None:
         run = champion_run(task, tracking_uri)
     else:
@@ -80,7 +86,7 @@ def load_run_model(
                 f"zicht/{task} in `zicht ui` (a benchmark logs its lightgbm as the nested run "
                 "lightgbm-train), or leave out --run-id for the champion"
             )
-    fingerprint, _, _ = world_identity(data_dir / "world")
+    fingerprint, _, _ = world_identity(Path(world_dir) if world_dir else data_dir / "world")
     if run.data.tags.get("zicht.data_fingerprint") != fingerprint:
         raise PredictError(
             f"the {'champion' if run_id is None else 'run'} of {task} (run {run.info.run_id}) "
@@ -110,10 +116,10 @@ def publication_frame(task: str, scored: Scored, data_dir: Path) -> pd.DataFrame
     )
 
 
-def predict(task: str, *, data_dir: Path, tracking_uri: str) -> Path:
+def predict(task: str, *, data_dir: Path, tracking_uri: str, world_dir: Path | None = None) -> Path:
     """Write ``DATA/predictions/<task>.parquet`` for the publication year; returns its path."""
     spec = get_task(task)
-    scored = load_run_model(task, data_dir=data_dir, tracking_uri=tracking_uri)
+    scored = load_run_model(task, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir)
     run_id, model, features = scored.run.info.run_id, scored.model, scored.features
     frame = publication_frame(task, scored, data_dir)
     X = frame[features].to_numpy(np.float32)

@@ -37,6 +37,8 @@ from disclosure.settings import DisclosureRefused, RuleSettings
 from disclosure.versions import PriorKnowledge, prior_knowledge
 from experiments.files import write_parquet_atomic
 from experiments.train import world_identity
+from microdata.extract import AreasFileError
+from microdata.extract import read_areas as read_extract_areas
 from reports.rollup import Rollup, RollupError, level_tables, roll_up_binary, roll_up_turnover
 
 TASKS = ("hennep", "jonge_aanwas", "branch_turnover")
@@ -100,7 +102,14 @@ def read_areas(world_dir: Path) -> gpd.GeoDataFrame:
     if not path.is_file():
         raise PublishInputError(f"{path}: missing; run `zicht generate` or pass --data-dir")
     cols = ["area_code", "level", "area_name", "parent_code", "riec_code", "gemeente_code"]
-    return gpd.read_parquet(path, columns=[*cols, "wijk_code", "geometry"])
+    try:
+        areas = read_extract_areas(path, [*cols, "wijk_code"])
+    except AreasFileError as exc:
+        raise PublishInputError(str(exc)) from None
+    for col in [*cols, "wijk_code"]:  # dictionary-encoded strings: plain objects
+        if isinstance(areas[col].dtype, pd.CategoricalDtype):
+            areas[col] = areas[col].astype(object)
+    return areas
 
 
 def turnover_inputs(
@@ -370,8 +379,10 @@ def publish_tasks(
     progress: Callable[[str], None] = lambda _m: None,
     run_fingerprint: Callable[[str], str | None] | None = None,
     champion: Callable[[str], str | None] | None = None,
+    world_dir: Path | None = None,
 ) -> Path:
-    """Publish *tasks* (all or nothing); returns the new version directory.
+    """Publish *tasks* (all or nothing); returns the new version directory. *world_dir* is
+    the world or extract the predictions come from (default DATA/world).
 
     Raises :class:`PublishInputError` (exit 2) for missing or stale inputs and
     :class:`~disclosure.publish.PublishRefused` (exit 3) when disclosure control or the
@@ -379,7 +390,7 @@ def publish_tasks(
     """
     settings = settings or RuleSettings()
     data_dir = Path(data_dir)
-    world_dir = data_dir / "world"
+    world_dir = Path(world_dir) if world_dir is not None else data_dir / "world"
     if not (world_dir / "areas.parquet").is_file():
         raise PublishInputError(f"{world_dir}: no world here; run `zicht generate` first")
     fingerprint, _, _ = world_identity(world_dir)

@@ -27,7 +27,7 @@ from experiments.predict import PredictError, champion_run
 from experiments.publish import release_states_dir
 from experiments.train import world_identity
 from features.audit import AuditSettings, ProtectedAccess, ProxyAudit
-from features.tables import META, UNIT_ID, check_feature_table, load_world
+from features.tables import META, UNIT_ID, check_feature_table, load_world, world_years
 from microdata.integrity import HashCache
 from models.tasks import get_task
 from reports import plots
@@ -128,7 +128,13 @@ def _years(path: Path, run: Any, kind: str, min_count: int) -> pd.DataFrame:
 
 
 def _audit(
-    task: str, run_id: str, features: list[str], data_dir: Path, year: int, min_count: int
+    task: str,
+    run_id: str,
+    features: list[str],
+    data_dir: Path,
+    year: int,
+    min_count: int,
+    world: Path,
 ) -> tuple[ProxyAudit | None, str]:
     if get_task(task).kind != "binary":
         return None, (
@@ -157,7 +163,6 @@ def _audit(
     frame = frame.merge(pred[[unit, "year", "probability"]], on=[unit, "year"], how="inner")
     if frame.empty:
         return None, f"Not audited: no predictions for {year}; run `zicht predict {task}`."
-    world = data_dir / "world"
     w = load_world(world) if task == "hennep" else None
     access = ProtectedAccess(world)
     audit = access.proxy_audit(
@@ -227,6 +232,19 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _reproduce_world(scale: str, seed: str, world: Path, data_dir: Path) -> dict[str, str]:
+    """How to get this world and rerun the main job on it: a generated world is regenerated
+    from scale and seed; a real extract (scale ``real``, no seed) is run where it lies."""
+    if scale == "real" or not seed:
+        return {
+            "rerun the main job on this extract": (
+                f"zicht world validate --world-dir {world} && "
+                f"zicht run --world-dir {world} --data-dir {data_dir}"
+            )
+        }
+    return {"regenerate the world": f"zicht generate --scale {scale} --seed {seed}"}
+
+
 def build_report(
     task: str,
     *,
@@ -235,8 +253,10 @@ def build_report(
     publish_dir: Path,
     tracking_uri: str,
     min_count: int = 10,
+    world_dir: Path | None = None,
 ) -> Path:
-    """Render and write ``REVIEW/<task>/index.html``; log it to the champion run."""
+    """Render and write ``REVIEW/<task>/index.html``; log it to the champion run. *world_dir*
+    is the world or extract of the run (default DATA/world)."""
     spec = get_task(task)
     try:
         run = champion_run(task, tracking_uri)
@@ -244,7 +264,8 @@ def build_report(
         raise ReportError(str(exc)) from None
     run_id = run.info.run_id
     tags, params = run.data.tags, run.data.params
-    fingerprint, scale, seed = world_identity(data_dir / "world")
+    world = Path(world_dir) if world_dir is not None else data_dir / "world"
+    fingerprint, scale, seed = world_identity(world)
     feature_path = data_dir / "features" / f"{task}.parquet"
     if not feature_path.exists():
         raise ReportError(f"{feature_path}: no feature table; run `zicht features {task}` first")
@@ -275,10 +296,11 @@ def build_report(
         shap_figs = {
             p.stem: png_data_uri(p.read_bytes()) for p in sorted((local / "shap").glob("*.png"))
         }
-    world_manifest = data_dir / "world" / "manifest.json"
+    world_manifest = world / "manifest.json"
     manifest = json.loads(world_manifest.read_text()) if world_manifest.exists() else {}
+    years_of_world = world_years(world)  # from the manifest, or from an extract's data
     year = int(params["holdout_year"])
-    audit, audit_note = _audit(task, run_id, features, data_dir, year, min_count)
+    audit, audit_note = _audit(task, run_id, features, data_dir, year, min_count, world)
     disclosure, suppressed, disclosure_note = _disclosure(task, publish_dir, run_id, data_dir)
     world_matches = tags.get("zicht.data_fingerprint") == fingerprint
     report = TaskReport(
@@ -291,8 +313,8 @@ def build_report(
             "champion trained on this world": "yes" if world_matches else "NO: retrain",
             "scale": scale,
             "seed": seed,
-            "world years": f"{manifest.get('first_year')}–{manifest.get('last_year')}",
-            "rate multiplier": manifest.get("rate_multiplier", 1.0),
+            "world years": f"{years_of_world.first}–{years_of_world.last}",
+            "rate multiplier": manifest.get("rate_multiplier", 1.0) if manifest else "–",
             "training years": params.get("train_years", "?"),
             "hold-out year": str(year),
             "training units": params.get("n_train", "?"),
@@ -311,7 +333,7 @@ def build_report(
             "protocol": tags.get("zicht.protocol", "?"),
             "rerun and compare": f"zicht verify --run-id {run_id}",
             "retrain": f"zicht train {task} --model {tags.get('zicht.model', 'lightgbm')}",
-            "regenerate the world": f"zicht generate --scale {scale} --seed {seed}",
+            **_reproduce_world(scale, seed, world, data_dir),
         },
         audit=audit,
         leaderboard=board,

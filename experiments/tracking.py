@@ -73,6 +73,29 @@ def probe_server(tracking_uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         ) from None
 
 
+def artifact_root(tracking_uri: str) -> str | None:
+    """Where the artifacts of a new experiment go: beside a SQLite store (``mlruns/`` in the
+    directory of the ``.db`` file), never into the current directory as MLflow's default
+    would put them. None (MLflow decides) for a server or a file store."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri.removeprefix("sqlite:///").split("?")[0])
+    return (db.resolve().parent / "mlruns").as_uri()
+
+
+def _experiment(tracking_uri: str, name: str) -> Any:
+    """``mlflow.set_experiment`` that creates a missing experiment with its artifacts beside
+    the store (:func:`artifact_root`)."""
+    client = MlflowClient()
+    if client.get_experiment_by_name(name) is None:
+        try:
+            client.create_experiment(name, artifact_location=artifact_root(tracking_uri))
+        except mlflow.exceptions.MlflowException:
+            if client.get_experiment_by_name(name) is None:  # not a lost race: a real error
+                raise
+    return mlflow.set_experiment(name)
+
+
 def connect(tracking_uri: str, task: str) -> str:
     """Point MLflow at *tracking_uri* and make sure ``zicht/<task>`` exists; its id."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -84,7 +107,7 @@ def connect(tracking_uri: str, task: str) -> str:
             return MlflowClient().get_run(run_id).info.experiment_id
         # a new SQLite store is created (migrated) by one process at a time
         with store_creation_lock(tracking_uri):
-            exp = mlflow.set_experiment(experiment_name(task))
+            exp = _experiment(tracking_uri, experiment_name(task))
     except Exception as exc:
         raise TrackingError(
             f"MLflow store {tracking_uri!r} cannot be used ({type(exc).__name__}: {exc}); "

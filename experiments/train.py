@@ -5,7 +5,6 @@ Wires the pure pieces (feature table, evaluation, truth alignment) to the MLflow
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,8 +22,8 @@ from experiments.truth import oracle_for
 from features.catalogue import catalogue_frame
 from features.guard import check_selection
 from features.tables import META, check_feature_table
-from microdata.integrity import HashCache, default_cache_dir
-from microdata.io import data_fingerprint
+from microdata.integrity import HashCache
+from microdata.io import data_fingerprint, generator_manifest, world_hash_cache
 from models.evaluation import Evaluation, FeatureRows, Protocol, evaluate, protocol_for
 from models.tasks import TaskSpec, get_task
 
@@ -88,12 +87,12 @@ def world_identity(world_dir: Path) -> tuple[str, str, str]:
     """(data fingerprint, scale, seed) of the world; a real extract is scale ``real``.
 
     Refuses (:class:`~microdata.integrity.IntegrityError`, exit 2) a generated world whose
-    files differ from its manifest; hashes are cached in ``DATA/.zicht``.
+    files differ from its manifest; hashes are cached in ``DATA/.zicht`` (an extract's are
+    not cached: nothing is written beside it).
     """
-    cache = HashCache(default_cache_dir(world_dir))
-    manifest = world_dir / "manifest.json"
-    if manifest.exists():
-        doc = json.loads(manifest.read_text())
+    cache = world_hash_cache(world_dir)
+    doc = generator_manifest(world_dir)
+    if doc:  # the generator's world; anything else (no or a foreign manifest) is an extract
         return data_fingerprint(world_dir, cache=cache), str(doc["scale"]), str(doc["seed"])
     return data_fingerprint(world_dir, cache=cache), "real", ""
 
@@ -186,12 +185,20 @@ class Prepared:
 
 
 def prepare(
-    cfg: ExperimentConfig, *, data_dir: Path, tracking_uri: str, n_folds: int = 5
+    cfg: ExperimentConfig,
+    *,
+    data_dir: Path,
+    tracking_uri: str,
+    n_folds: int = 5,
+    world_dir: Path | None = None,
 ) -> Prepared:
-    """Check the config, connect to MLflow (fail fast), read features, protocol and oracle."""
+    """Check the config, connect to MLflow (fail fast), read features, protocol and oracle.
+
+    *world_dir* is the world or extract the features were built from (default DATA/world).
+    """
     task = get_task(cfg.task)
     check_selection(cfg.features)
-    world_dir = data_dir / "world"
+    world_dir = Path(world_dir) if world_dir is not None else data_dir / "world"
     fingerprint, scale, seed = world_identity(world_dir)
     path = data_dir / "features" / f"{cfg.task}.parquet"
     if path.exists():  # as `zicht features` wrote it, from this world, within the catalogue
@@ -204,7 +211,7 @@ def prepare(
     if stream and not np.isfinite(frame[task.label].to_numpy(np.float64)).all():
         raise TrainInputError(f"{path}: column label: unlabelled rows cannot be streamed")
     protocol = protocol_for(sorted(frame["year"].unique().tolist()), cfg.task, n_folds=n_folds)
-    oracle, anomalous = oracle_for(cfg.task, frame, data_dir) if scale != "real" else (None, None)
+    oracle, anomalous = oracle_for(cfg.task, frame, world_dir) if scale != "real" else (None, None)
     areas = pd.read_parquet(
         world_dir / "areas.parquet", columns=["area_code", "level", "land_area_km2"]
     )

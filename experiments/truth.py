@@ -8,6 +8,7 @@ returns ``None`` then, and the ``oracle_*`` metrics are left out.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def truth_of(world_dir: Path) -> Path | None:
+    """The truth beside *world_dir* (``../truth``) when it was generated with that very world
+    (its manifest's ``world_fingerprint``), else None: a truth never scores another world."""
+    from microdata.io import data_fingerprint
+
+    truth = Path(world_dir).parent / "truth"
+    manifest = truth / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        doc = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if doc.get("world_fingerprint") != data_fingerprint(Path(world_dir)):
+        return None
+    return truth
+
+
 def oracle_for(
-    task: str, frame: pd.DataFrame, data_dir: Path
+    task: str, frame: pd.DataFrame, world_dir: Path
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(oracle, anomalous) aligned with *frame*'s rows, or (None, None) without truth."""
-    truth = Path(data_dir) / "truth"
-    if not truth.is_dir():
+    """(oracle, anomalous) aligned with *frame*'s rows, or (None, None) without the truth of
+    the world in *world_dir*."""
+    truth = truth_of(world_dir)
+    if truth is None:
         return None, None
     if task == "hennep":
         t = pq.read_table(
@@ -39,7 +59,7 @@ def oracle_for(
             columns=["level", "area_code", "sbi", "year", "expected_turnover", "anomalous"],
         )
         stats = pd.read_parquet(
-            Path(data_dir) / "world" / "area_stats.parquet",
+            Path(world_dir) / "area_stats.parquet",
             columns=["area_code", "year", "inhabitants"],
         )
         cells = cells.merge(stats, on=["area_code", "year"], how="left")

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from features.builders import Snapshot, WorldFrames
 from features.catalogue import CATALOGUE
-from features.world import active_at
+from features.world import IdSpace, active_at, id_array
 from microdata import vocab
 from microdata.schemas import TABLES, is_protected_name
 
@@ -71,20 +71,28 @@ class ProtectedAccess:
         spec = TABLES["persons"]
         # read by the schema's protected mark, not by name: this is the one sanctioned reader
         origin = spec.protected_columns[0]
-        t = pq.read_table(Path(world_dir) / spec.file, columns=["person_id", origin]).to_pandas()
+        path = Path(world_dir) / spec.file
+        t = pq.read_table(path, columns=["person_id", origin])
+        ids = id_array(t, path, "person_id")
         categories = list(vocab.PROTECTED_ORIGIN_CATEGORIES)
-        codes = pd.Categorical(t[origin].astype(str), categories=categories).codes
-        n = int(t["person_id"].max()) + 1
-        self.__origin = np.full(n, -1, dtype=np.int8)
-        self.__origin[t["person_id"].to_numpy()] = codes
+        codes = pd.Categorical(t.column(origin).to_pandas().astype(str), categories=categories)
+        # by person id, sorted: memory follows the rows, not the size of the ids
+        order = np.argsort(ids, kind="stable")
+        self.__ids = IdSpace(ids[order])
+        self.__by_code = np.asarray(codes.codes, dtype=np.int8)[order]
 
     def __repr__(self) -> str:  # never show the data
         return "ProtectedAccess(<aggregate-only>)"
 
+    def _origin(self, person_ids: np.ndarray) -> np.ndarray:
+        """Origin codes of persons by their extract ids (-1: unknown person)."""
+        code = self.__ids.codes(person_ids)
+        return np.where(code >= 0, self.__by_code[np.maximum(code, 0)], -1).astype(np.int8)
+
     def _unit_origin(self, w: WorldFrames | None, task: str, frame: pd.DataFrame) -> np.ndarray:
         year = int(frame["year"].iloc[0]) - 1
         if task == "jonge_aanwas":
-            return self.__origin[frame["person_id"].to_numpy()]
+            return self._origin(frame["person_id"].to_numpy())
         if w is None:
             raise ValueError(f"{task}: the unit's origin needs the world frames (households)")
         # a dwelling takes the origin of its resident household's head; vacant is a group too
@@ -93,18 +101,20 @@ class ProtectedAccess:
         heads = members[members["role"].astype(str) == "head"]
         head_of = np.full(w.n_households, -1, dtype=np.int64)
         head_of[heads["household_id"].to_numpy()] = heads["person_id"].to_numpy()
-        hh = snap.dw_household[frame["dwelling_id"].to_numpy()]
+        dw = w.unit_codes("dwelling", frame["dwelling_id"].to_numpy())
+        hh = np.where(dw >= 0, snap.dw_household[np.maximum(dw, 0)], -1)
         head = np.where(hh >= 0, head_of[np.maximum(hh, 0)], -1)
         vacant = len(
             vocab.PROTECTED_ORIGIN_CATEGORIES
         )  # vacant dwellings form a group of their own
-        return np.where(head >= 0, self.__origin[np.maximum(head, 0)], vacant)
+        origin = self._origin(w.original_ids("person", np.maximum(head, 0)))
+        return np.where(head >= 0, origin, vacant)
 
     def _area_shares(self, w: WorldFrames, year: int, codes: pd.Series) -> np.ndarray:
         snap = Snapshot(w, year)
         live = (snap.person_buurt >= 0) & ~snap.dead
         b = w.buurten
-        origin = self.__origin[np.flatnonzero(live)]
+        origin = self._origin(w.original_ids("person", np.flatnonzero(live)))
         buurt = snap.person_buurt[live]
         frame = pd.DataFrame({"origin": origin, "buurt": buurt})
         out = []
@@ -165,8 +175,9 @@ class ProtectedAccess:
                     if len(t) > SAMPLE_ROWS:
                         t = t.sample(SAMPLE_ROWS, random_state=0)
                     ids = t["person_id"].to_numpy(np.int64)
-                    ok = (ids >= 0) & (ids < len(self.__origin))
-                    z = self.__origin[ids[ok]]
+                    z = self._origin(ids)
+                    ok = z >= 0
+                    z = z[ok]
                     x = t[col][ok]
                     numeric = pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x)
                     values = x.to_numpy(np.float64) if numeric else pd.factorize(x)[0] * 1.0

@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.catalogue import AREA_INDICATORS
-from features.world import WorldReader, active_at, codes, dense
+from features.world import IdSpace, WorldFileError, WorldReader, active_at, codes, dense
 from microdata import vocab
 
 BENEFITS = tuple(vocab.SOCIO_ECONOMIC.index(s) for s in vocab.BENEFIT_STATUSES)
@@ -59,12 +59,17 @@ YEARLY_TABLES = ("household_income", "woz", "turnover")
 class WorldFrames:
     """The world as DataFrames (protected columns never included), plus buurt neighbours.
 
-    Yearly tables are read lazily per year from *reader* unless given in *frames*.
+    Yearly tables are read lazily per year from *reader* unless given in *frames*. With
+    *ids* (how :func:`load_frames` reads a world), the person, household and dwelling id
+    columns hold dense codes of those spaces, so arrays by unit are as long as the tables;
+    ``ids[unit].original(codes)`` gives the extract's ids back. Without *ids* (frames built
+    by hand) the ids are used as they are and must be small.
     """
 
     frames: dict[str, pd.DataFrame]
     neighbours: pd.DataFrame  # area_code, neighbour_code (buurten)
     reader: WorldReader | None = None
+    ids: dict[str, IdSpace] | None = None
     _yearly_cache: dict[tuple[str, int], pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def __getitem__(self, table: str) -> pd.DataFrame:
@@ -80,15 +85,31 @@ class WorldFrames:
                 raise KeyError(f"{table} is neither loaded nor readable")
             if len(self._yearly_cache) > 6:
                 self._yearly_cache.clear()
-            self._yearly_cache[key] = self.reader.read(table, year=year)
+            self._yearly_cache[key] = self.reader.read(table, year=year, ids=self.ids)
         return self._yearly_cache[key]
+
+    def original_ids(self, unit: str, codes: np.ndarray) -> np.ndarray:
+        """The extract's ids (int64) of internal unit *codes*."""
+        if self.ids is None:
+            return np.asarray(codes, dtype=np.int64)
+        return self.ids[unit].original(codes)
+
+    def unit_codes(self, unit: str, ids: np.ndarray) -> np.ndarray:
+        """Internal codes of the extract's *ids* (-1: unknown)."""
+        if self.ids is None:
+            return np.asarray(ids, dtype=np.int64)
+        return self.ids[unit].codes(ids)
 
     @cached_property
     def n_persons(self) -> int:
+        if self.ids is not None:
+            return len(self.ids["person"])
         return int(self.frames["persons"]["person_id"].max()) + 1
 
     @cached_property
     def n_households(self) -> int:
+        if self.ids is not None:
+            return len(self.ids["household"])
         return (
             int(
                 max(
@@ -101,6 +122,8 @@ class WorldFrames:
 
     @cached_property
     def n_dwellings(self) -> int:
+        if self.ids is not None:
+            return len(self.ids["dwelling"])
         return int(self.frames["dwellings"]["dwelling_id"].max()) + 1
 
     @cached_property
@@ -128,9 +151,11 @@ class WorldFrames:
 
 
 def load_frames(reader: WorldReader, *, neighbours: pd.DataFrame) -> WorldFrames:
-    """Read the world for feature building (declared, non-protected columns only)."""
-    frames = {t: reader.read(t) for t in WHOLE_TABLES}
-    return WorldFrames(frames, neighbours, reader)
+    """Read the world for feature building (declared, non-protected columns only), with
+    person, household and dwelling ids factorised into dense codes once, here."""
+    ids = reader.id_spaces()
+    frames = {t: reader.read(t, ids=ids) for t in WHOLE_TABLES}
+    return WorldFrames(frames, neighbours, reader, ids)
 
 
 # --------------------------------------------------------------------------- snapshot
@@ -571,7 +596,7 @@ def cell_features(snap: Snapshot, cells: pd.DataFrame) -> dict[str, np.ndarray]:
             f.setdefault(f"area_{col}", np.full(len(cells), np.nan, dtype=np.float32))
             f[f"area_{col}"][mask] = ind[col].to_numpy(np.float32)
     f["area_level"] = (cells["level"] == "gemeente").to_numpy(np.float32)
-    f["branch"] = codes(cells["sbi"].astype(str), tuple(vocab.BRANCHES)).astype(np.float32)
+    f["branch"] = branch_codes(w, cells["sbi"]).astype(np.float32)
     prev = _cell_turnover(w, y).set_index(["level", "area_code", "sbi"])
     key = pd.MultiIndex.from_frame(cells[["level", "area_code", "sbi"]])
     p = prev.reindex(key)
@@ -590,6 +615,23 @@ def cell_features(snap: Snapshot, cells: pd.DataFrame) -> dict[str, np.ndarray]:
     riec = areas["riec_code"].astype(str).reindex(cells["area_code"])
     f["riec_region"] = codes(riec.reset_index(drop=True), RIEC_CODES).astype(np.float32)
     return f
+
+
+def branch_codes(w: WorldFrames, sbi: pd.Series) -> np.ndarray:
+    """Codes of SBI codes in the order of the world's own branch list (``branches.parquet``;
+    for a generated world the generator's list). An SBI code outside that list is refused,
+    never coded as missing: :class:`WorldFileError` naming the file, column, rule and fix."""
+    branch_list = pd.Index(w["branches"]["sbi"].astype(str))
+    code = branch_list.get_indexer(pd.Index(sbi.astype(str)))
+    if (code < 0).any():
+        unknown = sorted(set(sbi.astype(str)[code < 0]))
+        raise WorldFileError(
+            f"establishments.parquet: column sbi: references branches.sbi: {len(unknown)} SBI "
+            f"code(s) not in branches.parquet, e.g. {unknown[:3]}; fix: add them to "
+            "branches.parquet or correct the establishments (`zicht world validate` lists "
+            "every problem)"
+        )
+    return code
 
 
 def cell_labels(w: WorldFrames, cells: pd.DataFrame, t: int) -> np.ndarray:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -27,9 +26,10 @@ from features.catalogue import CATALOGUE
 from features.guard import ProtectedAttributeError, check_copies, check_frame, check_selection
 from features.world import WorldFileError, WorldReader
 from microdata import params
+from microdata.extract import AreasFileError, read_areas
 from microdata.geography import neighbours
-from microdata.integrity import HashCache, IntegrityError, default_cache_dir, sha256_file
-from microdata.io import data_fingerprint
+from microdata.integrity import HashCache, IntegrityError, sha256_file
+from microdata.io import data_fingerprint, generator_manifest, world_hash_cache
 
 #: meta columns (not features) of each task's table, in order
 META: dict[str, tuple[str, ...]] = {
@@ -72,10 +72,11 @@ class WorldYears:
 
 
 def world_years(world_dir: Path, frames: b.WorldFrames | None = None) -> WorldYears:
-    """From the manifest; for a real extract without one, from the area statistics' years."""
+    """From the generator's manifest; for a real extract (no manifest, or one of its own),
+    from the area statistics' years."""
     manifest = Path(world_dir) / "manifest.json"
-    if manifest.exists():
-        doc = json.loads(manifest.read_text())
+    doc = generator_manifest(Path(world_dir))
+    if doc is not None:
         check_generator_version(manifest, doc)
         return WorldYears(
             int(doc["first_year"]), int(doc["last_year"]), int(doc.get("window", params.WINDOW))
@@ -103,9 +104,10 @@ def check_generator_version(manifest: Path, doc: dict) -> None:
 def load_world(world_dir: Path) -> b.WorldFrames:
     """World frames for feature building, with buurt neighbours from the geometry."""
     reader = WorldReader(Path(world_dir))
-    areas = gpd.read_parquet(
-        Path(world_dir) / "areas.parquet", columns=["area_code", "level", "geometry"]
-    )
+    try:
+        areas = read_areas(Path(world_dir) / "areas.parquet", ["area_code", "level"])
+    except AreasFileError as exc:
+        raise WorldFileError(str(exc)) from None
     nb = neighbours(areas, "buurt")
     return b.load_frames(reader, neighbours=nb)
 
@@ -121,7 +123,7 @@ def build_task_year(
         feats = b.person_features(snap, ids)
         codes = b.area_codes(w, snap.person_buurt[ids])
         meta = {
-            "person_id": ids.astype(np.int32),
+            "person_id": w.original_ids("person", ids),
             "year": np.full(len(ids), t, np.int16),
             **codes,
             "age_group": b.age_groups(snap.age[ids]),
@@ -132,7 +134,7 @@ def build_task_year(
         feats = b.dwelling_features(snap, ids)
         codes = b.area_codes(w, w.dwelling_buurt[ids])
         meta = {
-            "dwelling_id": ids.astype(np.int32),
+            "dwelling_id": w.original_ids("dwelling", ids),
             "year": np.full(len(ids), t, np.int16),
             **codes,
             "label": b.dwelling_labels(w, ids, t),
@@ -376,7 +378,7 @@ def write_feature_table(
             writer.close()
             writer = None
         # after the build, so a world with broken tables gets the schema's own message first
-        fingerprint = data_fingerprint(world_dir, cache=HashCache(default_cache_dir(world_dir)))
+        fingerprint = data_fingerprint(world_dir, cache=world_hash_cache(world_dir))
         check_feature_values(tmp, features)
         stamp = {
             "task": task,

@@ -349,6 +349,10 @@ def _manifest_problems(world: Path) -> list[Problem]:
     path = world / "manifest.json"
     if not path.exists():
         return []  # a real extract has no manifest: that is allowed
+    from microdata.io import generator_manifest
+
+    if generator_manifest(world) is None:
+        return []  # nor is a manifest of its own (not the generator's): it is not read
     try:
         doc = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

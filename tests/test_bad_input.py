@@ -356,6 +356,40 @@ def disk_full(c: Ctx) -> list[str]:
     return ["publish", TASK]
 
 
+def extract_in_world(c: Ctx) -> list[str]:
+    """A real extract (the world's tables, no manifest) where `zicht generate` would write."""
+    data = c.world_copy()
+    (data / "world" / "manifest.json").unlink()
+    return ["generate", "--scale", "tiny", "--overwrite", "--data-dir", str(data)]
+
+
+def extract_in_world_run(c: Ctx) -> list[str]:
+    extract_in_world(c)
+    return ["run", "--scale", "tiny", "--data-dir", str(c.tmp / "data")]
+
+
+def unknown_sbi_features(c: Ctx) -> list[str]:
+    """An SBI code outside branches.parquet: refused, not coded as a missing branch."""
+    data = c.world_copy()
+    _edit(data, "establishments", lambda t: _first(t, "sbi", "99999"))
+    return ["features", "branch_turnover", "--data-dir", str(data)]
+
+
+def unknown_sbi_validate(c: Ctx) -> list[str]:
+    unknown_sbi_features(c)
+    return validate(c.tmp / "data")
+
+
+def invalid_extract_run(c: Ctx) -> list[str]:
+    """`zicht run --world-dir` on an extract that does not validate: nothing runs."""
+    extract = c.tmp / "extract"
+    shutil.copytree(c.env.data / "world", extract)
+    (extract / "manifest.json").unlink()
+    path = extract / "turnover.parquet"
+    pq.write_table(_first(pq.read_table(path), "turnover", -5), path)
+    return ["run", "--world-dir", str(extract), "--data-dir", str(c.tmp / "data")]
+
+
 EMPTY = "BU02350000"  # a buurt of the tiny world (seed 7; checked in the test)
 
 #: (case, setup, what the message must contain). The publish dir, the review dir and the
@@ -517,6 +551,35 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], list[str]]] = [
         "--scale misspelt",
         scale_misspelt,
         ["--scale", "'tinny' is not one of 'tiny', 'region', 'national'"],
+    ),
+    (
+        "an extract where the world would be generated",
+        extract_in_world,
+        ["data/world: holds", "no manifest.json of zicht generate", "left as it is"]
+        + ["fix: to run on these files", "zicht run --world-dir", "another --data-dir"],
+    ),
+    (
+        "an extract where the world would be generated (run)",
+        extract_in_world_run,
+        ["data/world: holds", "left as it is", "zicht run --world-dir"],
+    ),
+    (
+        "an SBI code not in branches.parquet (features)",
+        unknown_sbi_features,
+        ["establishments.parquet: column sbi: references branches.sbi", "'99999'"]
+        + ["fix: add them to branches.parquet"],
+    ),
+    (
+        "an SBI code not in branches.parquet (validate)",
+        unknown_sbi_validate,
+        ["establishments.parquet: sbi: references branches.sbi", "'99999'"]
+        + ["fix: add them to branches.parquet or correct 'sbi'"],
+    ),
+    (
+        "zicht run --world-dir on an extract that does not validate",
+        invalid_extract_run,
+        ["extract: 1 problem(s)", "nothing was run", "turnover.parquet: turnover: >= 0"]
+        + ["fix: make every value of 'turnover'", "zicht world validate --world-dir"],
     ),
     (
         "disk full during publish",

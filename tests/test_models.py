@@ -122,7 +122,7 @@ def test_holdout_and_calibration_in_the_large(tiny_features: Path) -> None:
     years = sorted(frame["year"].unique())
     proto = protocol_for(years, "jonge_aanwas")
     assert proto.holdout_year == years[-1] and proto.holdout_year not in proto.train_years
-    oracle, _ = oracle_for("jonge_aanwas", frame, tiny_features)
+    oracle, _ = oracle_for("jonge_aanwas", frame, tiny_features / "world")
     ev = evaluate(
         frame,
         get_task("jonge_aanwas"),
