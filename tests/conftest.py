@@ -21,6 +21,17 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+#: session fixtures that take minutes to build: every test using one runs on the same xdist
+#: worker (``--dist loadgroup``), so each is built once per run, not once per worker
+_EXPENSIVE = ("tiny_run", "region_data")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = [f for f in _EXPENSIVE if f in getattr(item, "fixturenames", ())]
+        if used:
+            item.add_marker(pytest.mark.xdist_group(used[0]))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _run_outside_the_repo(tmp_path_factory: pytest.TempPathFactory) -> None:
