@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -34,7 +35,7 @@ from disclosure.publish import (
 )
 from disclosure.publish import publish as write_release
 from disclosure.settings import DisclosureRefused, RuleSettings
-from disclosure.versions import PriorKnowledge, prior_knowledge
+from disclosure.versions import PriorRelease, control_release
 from experiments.files import write_parquet_atomic
 from experiments.train import world_identity
 from microdata.extract import AreasFileError
@@ -219,30 +220,49 @@ def check_champion(task: str, run_id: str, champion: Callable[[str], str | None]
 
 
 def control(
-    rollup: Rollup, settings: RuleSettings, prior: PriorKnowledge | None = None
+    rollup: Rollup,
+    settings: RuleSettings,
+    prior: Sequence[pd.DataFrame] = (),
+    releases: Sequence[PriorRelease] = (),
 ) -> pd.DataFrame:
-    """protect() then audit() over this release and every earlier one still public; the
-    status frame, or PublishRefused if the audit fails."""
-    from disclosure.audit import audit
-    from disclosure.suppress import protect
-
-    known = prior.known if prior is not None else None
-    sticky = prior.suppressed if prior is not None else None
+    """protect() then audit() over this release and every earlier one still public
+    (:func:`disclosure.versions.control_release`: *prior* states make cells known or sticky,
+    *releases* add their relations to one joint LP); the status frame, or PublishRefused if
+    the audit fails."""
     try:
-        protection = protect(
-            rollup.cells, rollup.relations, settings, presuppressed=sticky, known=known
+        done = control_release(
+            rollup.cells,
+            rollup.relations,
+            settings,
+            prior_states=prior,
+            prior_releases=releases,
         )
     except DisclosureRefused as exc:
         raise PublishRefused(f"{rollup.task}: {exc}") from exc
-    result = audit(rollup.cells, rollup.relations, protection.status, settings, known=known)
-    failed = result[~result["ok"].astype(bool)]
+    failed = done.audit[~done.audit["ok"].astype(bool)]
     if len(failed):
         raise PublishRefused(
             f"{rollup.task}: the audit finds {len(failed)} suppressed cell(s) recomputable "
             f"beyond the required protection (e.g. {failed['cell_id'].iloc[0]}); nothing was "
             "published"
         )
-    return protection.status
+    return done.status
+
+
+@dataclass(frozen=True)
+class SecureState:
+    """What the secure zone keeps of one task's release: the ledger with true values (the
+    reviewer report's counts), and the full cell table with decisions plus the relations
+    (the next release's joint LP)."""
+
+    ledger: pd.DataFrame
+    cells: pd.DataFrame
+    relations: pd.DataFrame
+
+    def write(self, directory: Path, task: str) -> None:
+        write_parquet_atomic(self.ledger, directory / f"{task}.parquet")
+        write_parquet_atomic(self.cells, directory / f"{task}.cells.parquet")
+        write_parquet_atomic(self.relations, directory / f"{task}.relations.parquet")
 
 
 def release_states_dir(data_dir: Path) -> Path:
@@ -305,6 +325,24 @@ def prior_states(
     return out
 
 
+def prior_releases(task: str, *, publish_dir: Path, data_dir: Path) -> list[PriorRelease]:
+    """The full states (cells with decisions, relations) of every version of *task* still in
+    ``PUBLISH.d/`` that this data dir published with the current code; versions without
+    them count through :func:`prior_states` alone."""
+    vdir = versions_dir(Path(publish_dir))
+    if not vdir.is_dir():
+        return []
+    out = []
+    for version in sorted(p for p in vdir.iterdir() if p.is_dir()):
+        if version.name.endswith(".partial") or not (version / "manifest.json").is_file():
+            continue
+        base = release_states_dir(data_dir) / version.name
+        cells, rels = base / f"{task}.cells.parquet", base / f"{task}.relations.parquet"
+        if cells.is_file() and rels.is_file():
+            out.append(PriorRelease(version.name, pd.read_parquet(cells), pd.read_parquet(rels)))
+    return out
+
+
 def release_for(
     task: str,
     predictions: pd.DataFrame,
@@ -315,12 +353,14 @@ def release_for(
     run_id: str,
     profiles: pd.DataFrame | None = None,
     prior_frames: Callable[[pd.DataFrame], Sequence[pd.DataFrame]] | None = None,
-) -> tuple[TaskRelease, pd.DataFrame]:
+    releases: Sequence[PriorRelease] = (),
+) -> tuple[TaskRelease, SecureState]:
     """Roll up, control and assemble one task's release (no writing).
 
     Returns the public release and its secure state (every cell's decision, primary reasons
     and true value; for the secure zone only). *prior_frames* gives, for the cell table,
-    the states of earlier releases still public (see :func:`prior_states`).
+    the states of earlier releases still public (see :func:`prior_states`); *releases* their
+    full cell tables and relations (see :func:`prior_releases`), for the joint LP.
     """
     branch_names = None
     try:
@@ -340,14 +380,16 @@ def release_for(
             rollup = roll_up_binary(predictions, task=task, profiles=profiles)
     except RollupError as exc:
         raise PublishInputError(str(exc)) from exc
-    prior = prior_knowledge(rollup.cells, prior_frames(rollup.cells)) if prior_frames else None
-    status = control(rollup, settings, prior)
+    prior = prior_frames(rollup.cells) if prior_frames else ()
+    status = control(rollup, settings, prior, releases)
     public = public_status(status)
     tables = level_tables(rollup, public, areas=areas, branch_names=branch_names)
     release = task_release(rollup, tables, public, geometry=areas, run_id=run_id)
-    return release, secure_ledger(rollup, status).merge(
+    led = secure_ledger(rollup, status).merge(
         rollup.cells[["cell_id", "value"]], on="cell_id", how="left", validate="1:1"
     )
+    cells = rollup.cells.merge(status[["cell_id", "status"]], on="cell_id", validate="1:1")
+    return release, SecureState(led, cells, rollup.relations)
 
 
 def git_commit() -> str:
@@ -424,6 +466,7 @@ def publish_tasks(
                 fingerprint=fingerprint,
                 run_id=run_id,
             ),
+            releases=prior_releases(task, publish_dir=Path(publish_dir), data_dir=data_dir),
         )
         releases.append(release)
     meta = ReleaseMeta(
@@ -444,15 +487,15 @@ def publish_tasks(
 
 
 def _keep_states(
-    data_dir: Path, states: dict[str, pd.DataFrame], old: str | None, version_id: str
+    data_dir: Path, states: dict[str, SecureState], old: str | None, version_id: str
 ) -> None:
     """Before the swap: the new version's secure states (tasks carried over keep theirs)."""
     target = release_states_dir(data_dir) / version_id
     for task, state in states.items():
-        write_parquet_atomic(state, target / f"{task}.parquet")
+        state.write(target, task)
     if old is not None:
         for path in (release_states_dir(data_dir) / old).glob("*.parquet"):
-            if path.stem not in states:
+            if path.name.split(".")[0] not in states:
                 write_parquet_atomic(pd.read_parquet(path), target / path.name)
 
 
