@@ -546,6 +546,11 @@ def explain(
 @zone_rules(store=True)
 def ui(port: int, zones: Zones) -> None:
     """Start the MLflow UI (lean settings: one worker, no job execution) on 127.0.0.1."""
+    if zones.tracking_uri.startswith(("http://", "https://")):
+        raise BadInput(
+            f"--tracking-uri {zones.tracking_uri}: a tracking server, which serves the UI itself "
+            f"(rule: `zicht ui` serves a local store); fix: open {zones.tracking_uri} in a browser"
+        )
     env = {
         **os.environ,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -568,6 +573,38 @@ def ui(port: int, zones: Zones) -> None:
     click.echo(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
     # replace this process, so Ctrl-C and kill reach the server (no orphaned server)
     os.execve(sys.executable, cmd, env)
+
+
+@cli.command(short_help="A team's MLflow tracking server on PostgreSQL, on 127.0.0.1.")
+@click.option(
+    "--db",
+    default=None,
+    metavar="URL",
+    help="An existing PostgreSQL database (postgresql://USER@HOST:PORT/DB; the password in "
+    "~/.pgpass or $PGPASSFILE) [default: a local cluster in DATA/.zicht/pg].",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@common_options
+def server(db: str | None, port: int, zones: Zones) -> None:
+    """Run an MLflow tracking server for a team on 127.0.0.1:PORT until Ctrl-C or SIGTERM.
+
+    Its store is PostgreSQL: --db, or a local cluster that it initialises in DATA/.zicht/pg
+    (role zicht, password in DATA/.zicht/pgpass), starts, and stops again on exit. Artifacts
+    live in DATA/mlartifacts and are served through it (one worker, no job execution).
+    Every zicht command then takes --tracking-uri http://127.0.0.1:PORT. See docs/team.md.
+    """
+    from experiments.server import Serving, serve
+
+    def ready(s: Serving) -> None:
+        click.echo(f"MLflow tracking server on {s.tracking_uri} (Ctrl-C to stop)")
+        click.echo(f"  artifacts    {s.artifacts}")
+        click.echo(f"  zicht ...    --tracking-uri {s.tracking_uri}")
+        if s.optuna_storage and s.pgpass:
+            click.echo(f"  export PGPASSFILE={s.pgpass}")
+            click.echo(f"  zicht tune ... --workers 2 --storage {s.optuna_storage}")
+
+    serve(data_dir=zones.data_dir, port=port, db=db, log=click.echo, on_ready=ready)
+    click.echo("server stopped")
 
 
 @cli.command(short_help="An Optuna study; each trial a nested run, the best refitted.")
