@@ -628,7 +628,15 @@ def server(db: str | None, port: int, zones: Zones) -> None:
     "--storage",
     default=None,
     metavar="URL",
-    help="Optuna storage (e.g. sqlite:///optuna.db) to resume or share a study.",
+    help="Optuna storage (e.g. sqlite:///optuna.db, or postgresql://USER@HOST:PORT/DB for "
+    "--workers) to resume or share a study.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes on one study (one thread each); needs a PostgreSQL --storage.",
 )
 @common_options
 @zone_rules(data=True)
@@ -638,11 +646,13 @@ def tune(
     model_name: str,
     config_path: Path | None,
     storage: str | None,
+    workers: int,
     zones: Zones,
 ) -> None:
     """Tune MODEL on TASK with seeded TPE and pruning on the folds. Each trial is a nested
     MLflow run (zicht.kind=trial); the parent run refits the best parameters (zicht.kind=tune)
-    and competes for champion.
+    and competes for champion. With --workers K, K processes share the study in --storage;
+    a killed worker's trial is queued again, and rerunning the command resumes the study.
     """
     from experiments.config import ConfigError
     from experiments.tracking import TrackingError
@@ -660,6 +670,7 @@ def tune(
                 data_dir=zones.data_dir,
                 tracking_uri=zones.tracking_uri,
                 storage=storage,
+                workers=workers,
                 progress=advance,
             )
     except (

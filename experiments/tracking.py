@@ -177,7 +177,8 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process *pid* of this host still exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -206,7 +207,7 @@ def sweep_stale_runs(client: MlflowClient | None = None) -> list[str]:
         pid = tags.get("zicht.pid", "")
         if r.info.run_id == keep or tags.get("zicht.host") != host or not pid.isdigit():
             continue
-        if not _alive(int(pid)):
+        if not process_alive(int(pid)):
             dead.append(r.info.run_id)
     nested = [
         r.info.run_id

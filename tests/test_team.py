@@ -1,0 +1,362 @@
+"""A team's setup against a real PostgreSQL: ``zicht server`` and parallel ``zicht tune``.
+
+The session's ``team_server`` (conftest.py) runs ``zicht server`` on a local cluster of its
+own in a temporary directory. Everything runs on the tiny world with the small models
+(``tree``, two folds) of the fastest task, branch_turnover; each analyst has a DATA of their
+own (the world and the feature table are shared read-only through links).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from experiments.cli import main
+
+pytestmark = pytest.mark.postgres
+
+TASK = "branch_turnover"
+TAGS = (
+    "zicht.task",
+    "zicht.model",
+    "zicht.kind",
+    "zicht.scale",
+    "zicht.seed",
+    "zicht.data_fingerprint",
+    "zicht.protocol",
+)
+METRICS = ("r2_log", "rmse_log", "mae_log", "oracle_r2_log", "holdout_r2_log", "fit_seconds")
+
+
+@pytest.fixture(scope="module")
+def features(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """DATA with the tiny world (linked) and the branch_turnover feature table."""
+    data = tmp_path_factory.mktemp("team")
+    for part in ("world", "truth"):
+        (data / part).symlink_to(tiny_data / part)
+    assert main(["features", TASK, "--data-dir", str(data)]) == 0
+    return data
+
+
+def analyst(features: Path, where: Path) -> Path:
+    """A DATA directory of one analyst: the shared world and features, linked."""
+    where.mkdir(parents=True, exist_ok=True)
+    for part in ("world", "truth", "features"):
+        (where / part).symlink_to(features / part)
+    return where
+
+
+def zicht(args: list[str], *, cwd: Path, new_session: bool = False) -> subprocess.Popen[str]:
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_RUN_ID", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
+    )
+
+
+def runs_of(client: MlflowClient, query: str = "") -> list[Any]:
+    exp = client.get_experiment_by_name(f"zicht/{TASK}")
+    return client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time ASC"])
+
+
+# --------------------------------------------------------------------------- train
+
+
+@pytest.fixture(scope="module")
+def two_trains(team_server: Any, features: Path, tmp_path_factory: pytest.TempPathFactory) -> list:
+    """Two analysts run `zicht train` at the same moment against the server."""
+    root = tmp_path_factory.mktemp("trains")
+    procs = []
+    for who in ("ann", "bob"):
+        data = analyst(features, root / who)
+        args = ["train", TASK, "--model", "tree", "--folds", "2", "--data-dir", str(data)]
+        procs.append(zicht([*args, "--tracking-uri", team_server.uri], cwd=root))
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in outs]
+
+
+def test_two_trains_at_once_log_the_contract_and_one_champion(
+    team_server: Any, two_trains: list, tmp_path: Path
+) -> None:
+    client = MlflowClient(team_server.uri)
+    runs = runs_of(client, "tags.`zicht.kind` = 'train'")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    for r in runs:
+        assert all(r.data.tags.get(t) for t in TAGS), r.data.tags
+        assert all(m in r.data.metrics for m in METRICS)
+        # the artifacts went through the server into its secure zone, never by path
+        assert r.info.artifact_uri.startswith("mlflow-artifacts:")
+    # the same world, seed, model and protocol: equal scores, so the tie goes to the earlier
+    assert runs[0].data.metrics["r2_log"] == runs[1].data.metrics["r2_log"]
+    champion = client.get_model_version_by_alias(f"zicht-{TASK}", "champion")
+    assert champion.run_id == runs[0].info.run_id
+    versions = client.search_model_versions(f"name = 'zicht-{TASK}'")
+    assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in runs)
+    stored = list((team_server.data / "mlartifacts").rglob("MLmodel"))
+    assert len(stored) >= 2, "the models are not in the server's DATA/mlartifacts"
+    got = mlflow.artifacts.download_artifacts(
+        run_id=champion.run_id,
+        artifact_path="metrics",
+        dst_path=str(tmp_path),
+        tracking_uri=team_server.uri,
+    )
+    assert any(Path(got).iterdir())
+
+
+# --------------------------------------------------------------------------- tune
+
+
+def tune_args(data: Path, server: Any, storage: str, trials: int) -> list[str]:
+    return [
+        "tune",
+        TASK,
+        "--model",
+        "tree",
+        "--trials",
+        str(trials),
+        "--workers",
+        "2",
+        "--storage",
+        storage,
+        "--data-dir",
+        str(data),
+        "--tracking-uri",
+        server.uri,
+    ]
+
+
+def study_of(storage: str) -> optuna.study.Study:
+    (name,) = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def trial_runs(client: MlflowClient, parent: str) -> list[Any]:
+    return runs_of(client, f"tags.mlflow.parentRunId = '{parent}'")
+
+
+def parent_runs(client: MlflowClient) -> list[Any]:
+    return runs_of(client, "tags.`zicht.kind` = 'tune'")
+
+
+def test_two_workers_share_one_study(
+    team_server: Any, features: Path, two_trains: list, tmp_path: Path
+) -> None:
+    storage = team_server.database("optuna_two")
+    data = analyst(features, tmp_path / "data")
+    proc = zicht(tune_args(data, team_server, storage, trials=6), cwd=tmp_path)
+    _out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    assert "already finished" not in err and "UpdateFinishedTrialError" not in err
+    trials = study_of(storage).get_trials(deepcopy=False)
+    assert len(trials) == 6 and all(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials
+    )
+    assert sorted(t.number for t in trials) == list(range(6))
+    client = MlflowClient(team_server.uri)
+    parent = parent_runs(client)[-1]
+    assert parent.info.status == "FINISHED" and parent.data.params["workers"] == "2"
+    assert "best.max_depth" in parent.data.params and "r2_log" in parent.data.metrics
+    nested = trial_runs(client, parent.info.run_id)
+    # one nested run per trial, none twice, each with the contract's tags
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in nested) == list(range(6))
+    assert all(r.info.status == "FINISHED" and r.data.tags["zicht.kind"] == "trial" for r in nested)
+    assert all(all(r.data.tags.get(t) for t in TAGS) for r in nested)
+    # two worker processes ran them, neither of them the command itself
+    pids = {r.data.tags["zicht.pid"] for r in nested}
+    assert len(pids) == 2 and parent.data.tags["zicht.pid"] not in pids
+    # the trials never compete for champion; their refit may
+    champion = client.get_model_version_by_alias(f"zicht-{TASK}", "champion")
+    assert champion.run_id not in {r.info.run_id for r in nested}
+
+
+def _running_trial(storage: str, proc: subprocess.Popen[str], timeout: float = 600) -> Any:
+    """A RUNNING trial of the study with its worker's pid, once there is one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"tune ended before a trial ran: {proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
+        names = optuna.get_all_study_names(storage)
+        if names:
+            study = optuna.load_study(study_name=names[0], storage=storage)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if "zicht.pid" in t.user_attrs:
+                    return t
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail("no trial started")
+
+
+def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
+    team_server: Any, features: Path, two_trains: list, tmp_path: Path
+) -> None:
+    storage = team_server.database("optuna_kill")
+    data = analyst(features, tmp_path / "data")
+    client = MlflowClient(team_server.uri)
+
+    # 1. one worker is SIGKILLed mid-trial: its trial fails, is queued again and run
+    proc = zicht(tune_args(data, team_server, storage, trials=4), cwd=tmp_path)
+    victim = _running_trial(storage, proc)
+    os.kill(int(victim.user_attrs["zicht.pid"]), signal.SIGKILL)
+    _out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    assert "already finished" not in err
+    trials = study_of(storage).get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert [t.number for t in failed] == [victim.number] and len(finished) == 4
+    (retry,) = [t for t in finished if t.system_attrs.get("failed_trial") == victim.number]
+    assert retry.params == victim.params
+    parent = parent_runs(client)[-1]
+    assert parent.data.params["requeued_trials"] == "1"
+    nested = {r.data.tags["optuna.trial"]: r for r in trial_runs(client, parent.info.run_id)}
+    assert nested[str(victim.number)].info.status == "KILLED"
+    assert sum(r.info.status == "FINISHED" for r in nested.values()) == 4
+
+    # 2. the whole command is SIGKILLed mid-trial; running it again resumes the study
+    proc = zicht(tune_args(data, team_server, storage, trials=2), cwd=tmp_path, new_session=True)
+    orphan = _running_trial(storage, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc = zicht(tune_args(data, team_server, storage, trials=1), cwd=tmp_path)
+    _out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    trials = study_of(storage).get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    by_number = {t.number: t for t in trials}
+    assert by_number[orphan.number].state == TrialState.FAIL
+    assert any(t.system_attrs.get("failed_trial") == orphan.number for t in trials)
+    killed_parent = parent_runs(client)[-2]
+    assert killed_parent.info.status == "KILLED"  # swept: its process is gone
+    assert parent_runs(client)[-1].info.status == "FINISHED"
+
+
+def test_parallel_workers_refuse_sqlite(features: Path, tmp_path: Path) -> None:
+    args = ["tune", TASK, "--trials", "2", "--workers", "2", "--data-dir", str(features)]
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert main([*args, "--storage", storage, "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
+    assert not (tmp_path / "m.db").exists() and not (tmp_path / "optuna.db").exists()
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", TASK, "--model", "tree"],
+        ["tune", TASK, "--trials", "1", "--model", "tree"],
+        ["predict", TASK],
+        ["explain", TASK],
+        ["verify", "--run-id", "0" * 32],
+        ["audit", "artifacts"],
+    ],
+)
+def test_an_unreachable_server_exits_2_within_5_s(
+    command: list[str], features: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from experiments.server import free_port
+
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    code = main([*command, "--data-dir", str(features), "--tracking-uri", uri])
+    took = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert took < 5.0, f"{took:.1f} s"
+    assert "cannot be reached" in err and uri in " ".join(err.split())
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def test_a_server_on_an_existing_database(team_server: Any, tmp_path: Path) -> None:
+    """--db: another server on a database of the running cluster; stopping it leaves that
+    PostgreSQL alone. A database that does not exist: exit 2 before anything starts."""
+    from experiments.server import free_port
+
+    db = team_server.database("mlflow_db2")
+    port = free_port()
+    args = ["server", "--db", db, "--port", str(port), "--data-dir", str(tmp_path / "data")]
+    proc = zicht(args, cwd=tmp_path)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        try:
+            MlflowClient(uri).search_experiments()
+            break
+        except Exception:
+            time.sleep(1)
+    client = MlflowClient(uri)
+    exp = client.create_experiment("zicht/probe")
+    run = client.create_run(exp)
+    client.log_text(run.info.run_id, "aggregate", "note.txt")
+    client.set_terminated(run.info.run_id)
+    assert list((tmp_path / "data" / "mlartifacts").rglob("note.txt"))
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert team_server.cluster.running()  # not ours to stop
+    bad = db.rsplit("/", 1)[0] + "/no_such_db"
+    start = time.monotonic()
+    code = main(["server", "--db", bad, "--port", str(port), "--data-dir", str(tmp_path / "d2")])
+    assert code == 2 and time.monotonic() - start < 10
+
+
+# --------------------------------------------------------------------------- audit, verify
+
+
+def test_verify_reruns_a_run_of_the_server_store(
+    team_server: Any, features: Path, two_trains: list, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = runs_of(MlflowClient(team_server.uri), "tags.`zicht.kind` = 'train'")[0]
+    args = ["verify", "--run-id", run.info.run_id, "--data-dir", str(features)]
+    code = main([*args, "--tracking-uri", team_server.uri])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "OK: all" in out.out
+
+
+def test_audit_scans_the_server_store(
+    team_server: Any,
+    features: Path,
+    two_trains: list,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["audit", "artifacts", "--data-dir", str(features), "--tracking-uri", team_server.uri]
+    args += ["--review-dir", str(tmp_path / "review"), "--publish-dir", str(tmp_path / "publish")]
+    assert main(args) == 0, capsys.readouterr().err
+    clean = capsys.readouterr().out
+    assert "audit: clean" in clean
+    # plant a unit-level table in a run of the server store: the audit finds it there
+    client = MlflowClient(team_server.uri)
+    exp = client.get_experiment_by_name(f"zicht/{TASK}")
+    run = client.create_run(exp.experiment_id, tags={"zicht.kind": "bench"})
+    rows = "\n".join(f"{1000 + i},{i % 7}" for i in range(400))
+    client.log_text(run.info.run_id, f"establishment_id,turnover\n{rows}\n", "leak/units.csv")
+    client.set_terminated(run.info.run_id)
+    try:
+        assert main(args) == 4
+        assert "units.csv" in capsys.readouterr().out
+    finally:
+        client.delete_run(run.info.run_id)
