@@ -178,14 +178,20 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process *pid* of this host still exists."""
+    """Whether process *pid* of this host still runs (a zombie, dead but not yet reaped, as
+    the orphans of a killed command may stay in a container, does not)."""
+    import psutil
+
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive
         return True
-    return True
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def sweep_stale_runs(client: MlflowClient | None = None) -> list[str]:

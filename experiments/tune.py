@@ -32,6 +32,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -63,6 +64,8 @@ HEARTBEAT_S = 10
 GRACE_S = 120
 #: how often one trial is queued again after its worker died
 MAX_RETRY = 3
+#: seconds the first workers wait for each other to be loaded before they start
+START_TIMEOUT_S = 300
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -226,19 +229,30 @@ def _worker(
     seed: int,
     tracking_uri: str,
     claims: Claims,
+    start: Any = None,
 ) -> None:
-    """One worker process: claim, run one trial, repeat while claims are left."""
+    """One worker process: claim, run one trial, repeat while claims are left. The first
+    workers wait for each other at *start* (a barrier) once loaded, so that none has taken
+    every trial before the others have even imported their libraries."""
     os.environ.pop("MLFLOW_RUN_ID", None)  # never resume the parent's `mlflow run` run
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tracking.connect(tracking_uri, objective.prep.task.name)
     storage = study_storage(storage_url, create=False)
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    n_before = len(study.get_trials(deepcopy=False))
-    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(seed, n_before, index + 1))
-    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    while claims.claim(index):
-        study.optimize(objective, n_trials=1)
-        claims.finish(index)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        n_before = len(study.get_trials(deepcopy=False))
+        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(seed, n_before, index + 1))
+        study.pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        if start is not None:
+            try:
+                start.wait(timeout=START_TIMEOUT_S)
+            except threading.BrokenBarrierError:
+                pass  # a worker died while loading: the others go ahead
+        while claims.claim(index):
+            study.optimize(objective, n_trials=1)
+            claims.finish(index)
+    finally:
+        storage.engine.dispose()
 
 
 @contextmanager
@@ -273,8 +287,9 @@ def run_workers(
     requeued after a worker was killed. Raises :class:`TuneWorkerError` when a worker fails."""
     ctx = mp.get_context("spawn")  # no forked MLflow/SQLAlchemy state in the workers
     claims = Claims(ctx, trials, workers)
+    together = ctx.Barrier(workers)
 
-    def start(i: int) -> Any:
+    def start(i: int, barrier: Any = None) -> Any:
         p = ctx.Process(
             target=_worker,
             args=(i, objective),
@@ -284,6 +299,7 @@ def run_workers(
                 seed=seed,
                 tracking_uri=tracking_uri,
                 claims=claims,
+                start=barrier,
             ),
             name=f"zicht-tune-worker-{i}",
         )
@@ -291,7 +307,7 @@ def run_workers(
             p.start()
         return p
 
-    procs = [start(i) for i in range(workers)]
+    procs = [start(i, together) for i in range(workers)]
     running, restarts, requeued, shown = set(range(workers)), 0, 0, 0
     try:
         while running:
@@ -363,12 +379,45 @@ def tune(
     n_jobs: int = 2,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> TrainResult:
+    """Run *trials* trials of the study of (task, model, protocol), in this process or in
+    *workers* processes, then refit the best parameters once in the parent run."""
     check_storage(storage, workers)
     prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri, n_folds=n_folds)
     prep.in_memory("zicht tune")  # refuse a streamed (national) table before the study
-    seed = int(prep.seed or 0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rdb = study_storage(storage) if storage else None  # the schema, before any worker
+    try:
+        return _tune(
+            cfg,
+            prep,
+            rdb,
+            model_name=model_name,
+            trials=trials,
+            storage=storage,
+            workers=workers,
+            n_jobs=n_jobs,
+            tracking_uri=tracking_uri,
+            progress=progress,
+        )
+    finally:
+        if rdb is not None:
+            rdb.engine.dispose()
+
+
+def _tune(
+    cfg: ExperimentConfig,
+    prep: Prepared,
+    rdb: optuna.storages.RDBStorage | None,
+    *,
+    model_name: str,
+    trials: int,
+    storage: str | None,
+    workers: int,
+    n_jobs: int,
+    tracking_uri: str,
+    progress: Callable[[str], None],
+) -> TrainResult:
+    seed = int(prep.seed or 0)
     name = f"zicht-{cfg.task}-{model_name}-{prep.protocol.hash()}"
     study = make_study(name, rdb, seed)
     if rdb is not None:

@@ -144,9 +144,17 @@ def tune_args(data: Path, server: Any, storage: str, trials: int) -> list[str]:
     ]
 
 
-def study_of(storage: str) -> optuna.study.Study:
-    (name,) = optuna.get_all_study_names(storage)
-    return optuna.load_study(study_name=name, storage=storage)
+def trials_of(storage: str, states: tuple[TrialState, ...] | None = None) -> list[Any]:
+    """The trials of the one study in *storage* (its connections closed again)."""
+    rdb = optuna.storages.RDBStorage(storage)
+    try:
+        names = optuna.get_all_study_names(rdb)
+        if not names:
+            return []
+        study = optuna.load_study(study_name=names[0], storage=rdb)
+        return study.get_trials(deepcopy=True, states=states)
+    finally:
+        rdb.engine.dispose()
 
 
 def trial_runs(client: MlflowClient, parent: str) -> list[Any]:
@@ -166,7 +174,7 @@ def test_two_workers_share_one_study(
     _out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     assert "already finished" not in err and "UpdateFinishedTrialError" not in err
-    trials = study_of(storage).get_trials(deepcopy=False)
+    trials = trials_of(storage)
     assert len(trials) == 6 and all(
         t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials
     )
@@ -188,21 +196,29 @@ def test_two_workers_share_one_study(
     assert champion.run_id not in {r.info.run_id for r in nested}
 
 
-def _running_trial(storage: str, proc: subprocess.Popen[str], timeout: float = 600) -> Any:
-    """A RUNNING trial of the study with its worker's pid, once there is one."""
-    deadline = time.monotonic() + timeout
+def _kill_mid_trial(storage: str, proc: subprocess.Popen[str], *, group: bool) -> Any:
+    """SIGKILL a worker (or, *group*, the whole command) while it is inside a trial; the trial.
+
+    The worker is stopped (SIGSTOP) first, so the trial it runs cannot end while we look;
+    caught between two trials, it is let go and caught again."""
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"tune ended before a trial ran: {proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
-        names = optuna.get_all_study_names(storage)
-        if names:
-            study = optuna.load_study(study_name=names[0], storage=storage)
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if "zicht.pid" in t.user_attrs:
-                    return t
-        time.sleep(0.2)
+            pytest.fail(f"tune ended before a trial was killed: {proc.communicate()[1][-3000:]}")
+        for t in trials_of(storage, (TrialState.RUNNING,)):
+            pid = int(t.user_attrs.get("zicht.pid", 0))
+            if not pid:
+                continue
+            target, send = (proc.pid, os.killpg) if group else (pid, os.kill)
+            send(target, signal.SIGSTOP)
+            still = [r for r in trials_of(storage, (TrialState.RUNNING,)) if r.number == t.number]
+            if still:
+                send(target, signal.SIGKILL)
+                return still[0]
+            send(target, signal.SIGCONT)
+        time.sleep(0.5)
     proc.kill()
-    pytest.fail("no trial started")
+    pytest.fail("no trial was seen running")
 
 
 def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
@@ -214,12 +230,11 @@ def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
 
     # 1. one worker is SIGKILLed mid-trial: its trial fails, is queued again and run
     proc = zicht(tune_args(data, team_server, storage, trials=4), cwd=tmp_path)
-    victim = _running_trial(storage, proc)
-    os.kill(int(victim.user_attrs["zicht.pid"]), signal.SIGKILL)
+    victim = _kill_mid_trial(storage, proc, group=False)
     _out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     assert "already finished" not in err
-    trials = study_of(storage).get_trials(deepcopy=False)
+    trials = trials_of(storage)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert [t.number for t in failed] == [victim.number] and len(finished) == 4
@@ -233,13 +248,12 @@ def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
 
     # 2. the whole command is SIGKILLed mid-trial; running it again resumes the study
     proc = zicht(tune_args(data, team_server, storage, trials=2), cwd=tmp_path, new_session=True)
-    orphan = _running_trial(storage, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
+    orphan = _kill_mid_trial(storage, proc, group=True)
     proc.wait(timeout=60)
     proc = zicht(tune_args(data, team_server, storage, trials=1), cwd=tmp_path)
     _out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
-    trials = study_of(storage).get_trials(deepcopy=False)
+    trials = trials_of(storage)
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     by_number = {t.number: t for t in trials}
     assert by_number[orphan.number].state == TrialState.FAIL
