@@ -147,38 +147,55 @@ class Objective:
     n_jobs: int
 
     def __call__(self, trial: optuna.Trial) -> float:
-        prep, metric = self.prep, tracking.PRIMARY[self.prep.task.name]
+        metric = tracking.PRIMARY[self.prep.task.name]
         owner = tracking.owner_tags()
         for k, v in owner.items():  # who runs it: a dead worker's trial is failed at once
             trial.set_user_attr(k, v)
         params = suggest(trial, self.model_name)
         tags = {**self.tags, **owner, "zicht.kind": "trial", "optuna.trial": str(trial.number)}
-        with mlflow.start_run(
+        mlflow.start_run(
             run_name=f"trial-{trial.number}", parent_run_id=self.parent_run_id, tags=tags
-        ):
-            mlflow.log_params(params)
+        )
+        try:
+            value = self._evaluate(trial, params, metric)
+        except optuna.TrialPruned:  # stopped on purpose: a finished run, tagged pruned
+            mlflow.set_tag("optuna.state", "pruned")
+            mlflow.end_run("FINISHED")
+            raise
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+        except BaseException:
+            mlflow.end_run("FAILED")
+            raise
+        mlflow.end_run("FINISHED")
+        return value
 
-            def report(fold: int, value: float) -> None:
-                trial.report(value, fold)
-                mlflow.log_metric(f"cv_{metric}", value, step=fold)
-                if trial.should_prune():
-                    mlflow.set_tag("optuna.state", "pruned")
-                    raise optuna.TrialPruned()
+    def _evaluate(self, trial: optuna.Trial, params: dict[str, Any], metric: str) -> float:
+        """CV of *params* in the trial's run, reporting each fold's running mean to Optuna."""
+        prep = self.prep
+        mlflow.log_params(params)
 
-            scores = cv_scores(
-                prep.in_memory("zicht tune"),
-                prep.task,
-                prep.features,
-                model_name=self.model_name,
-                protocol=prep.protocol,
-                params=prep.model_params(self.model_name, params),
-                report=report,
-                random_state=int(prep.seed or 0),
-                n_jobs=self.n_jobs,
-            )
-            value = float(sum(scores) / len(scores))
-            mlflow.log_metric(metric, value)
-            return value
+        def report(fold: int, value: float) -> None:
+            trial.report(value, fold)
+            mlflow.log_metric(f"cv_{metric}", value, step=fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        scores = cv_scores(
+            prep.in_memory("zicht tune"),
+            prep.task,
+            prep.features,
+            model_name=self.model_name,
+            protocol=prep.protocol,
+            params=prep.model_params(self.model_name, params),
+            report=report,
+            random_state=int(prep.seed or 0),
+            n_jobs=self.n_jobs,
+        )
+        value = float(sum(scores) / len(scores))
+        mlflow.log_metric(metric, value)
+        return value
 
 
 # --------------------------------------------------------------------------- workers

@@ -187,6 +187,8 @@ def test_two_workers_share_one_study(
     # one nested run per trial, none twice, each with the contract's tags
     assert sorted(int(r.data.tags["optuna.trial"]) for r in nested) == list(range(6))
     assert all(r.info.status == "FINISHED" and r.data.tags["zicht.kind"] == "trial" for r in nested)
+    pruned = {str(t.number) for t in trials if t.state == TrialState.PRUNED}
+    assert pruned == {r.data.tags["optuna.trial"] for r in nested if "optuna.state" in r.data.tags}
     assert all(all(r.data.tags.get(t) for t in TAGS) for r in nested)
     # two worker processes ran them, neither of them the command itself
     pids = {r.data.tags["zicht.pid"] for r in nested}
