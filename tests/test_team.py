@@ -1,9 +1,10 @@
 """A team's setup against a real PostgreSQL: ``zicht server`` and parallel ``zicht tune``.
 
 The session's ``team_server`` (conftest.py) runs ``zicht server`` on a local cluster of its
-own in a temporary directory. Everything runs on the tiny world with the small models
-(``tree``, two folds) of the fastest task, branch_turnover; each analyst has a DATA of their
-own (the world and the feature table are shared read-only through links).
+own in a temporary directory. The train, verify and audit tests run on both stores, the
+server and a SQLite file: every command behaves the same with either. Everything runs on the
+tiny world with the small models (``tree``, two folds) of the fastest task, branch_turnover;
+each analyst has a DATA of their own (world and feature table shared read-only by links).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +81,37 @@ def runs_of(client: MlflowClient, query: str = "") -> list[Any]:
 # --------------------------------------------------------------------------- train
 
 
+@dataclass(frozen=True)
+class Store:
+    """The tracking store of one parametrisation: a SQLite file, or the team's server."""
+
+    uri: str
+    artifacts: Path  # where the store keeps its artifacts (secure zone)
+
+    @property
+    def server(self) -> bool:
+        return self.uri.startswith("http")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "server"])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The same tests on both stores: every command behaves the same with either."""
+    if request.param == "server":
+        server = request.getfixturevalue("team_server")
+        return Store(server.uri, server.data / "mlartifacts")
+    root = tmp_path_factory.mktemp("sqlite_store")
+    return Store(f"sqlite:///{root / 'mlflow.db'}", root / "mlruns")
+
+
 @pytest.fixture(scope="module")
-def two_trains(team_server: Any, features: Path, tmp_path_factory: pytest.TempPathFactory) -> list:
-    """Two analysts run `zicht train` at the same moment against the server."""
+def two_trains(store: Store, features: Path, tmp_path_factory: pytest.TempPathFactory) -> list:
+    """Two analysts run `zicht train` at the same moment against the store."""
     root = tmp_path_factory.mktemp("trains")
     procs = []
     for who in ("ann", "bob"):
         data = analyst(features, root / who)
         args = ["train", TASK, "--model", "tree", "--folds", "2", "--data-dir", str(data)]
-        procs.append(zicht([*args, "--tracking-uri", team_server.uri], cwd=root))
+        procs.append(zicht([*args, "--tracking-uri", store.uri], cwd=root))
     outs = [p.communicate(timeout=900) for p in procs]
     for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
@@ -95,29 +119,29 @@ def two_trains(team_server: Any, features: Path, tmp_path_factory: pytest.TempPa
 
 
 def test_two_trains_at_once_log_the_contract_and_one_champion(
-    team_server: Any, two_trains: list, tmp_path: Path
+    store: Store, two_trains: list, tmp_path: Path
 ) -> None:
-    client = MlflowClient(team_server.uri)
+    client = MlflowClient(store.uri)
     runs = runs_of(client, "tags.`zicht.kind` = 'train'")
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     for r in runs:
         assert all(r.data.tags.get(t) for t in TAGS), r.data.tags
         assert all(m in r.data.metrics for m in METRICS)
-        # the artifacts went through the server into its secure zone, never by path
-        assert r.info.artifact_uri.startswith("mlflow-artifacts:")
+        # a server's artifacts go through it into its secure zone, never by path
+        assert r.info.artifact_uri.startswith("mlflow-artifacts:") == store.server
     # the same world, seed, model and protocol: equal scores, so the tie goes to the earlier
     assert runs[0].data.metrics["r2_log"] == runs[1].data.metrics["r2_log"]
     champion = client.get_model_version_by_alias(f"zicht-{TASK}", "champion")
     assert champion.run_id == runs[0].info.run_id
     versions = client.search_model_versions(f"name = 'zicht-{TASK}'")
     assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in runs)
-    stored = list((team_server.data / "mlartifacts").rglob("MLmodel"))
-    assert len(stored) >= 2, "the models are not in the server's DATA/mlartifacts"
+    stored = list(store.artifacts.rglob("MLmodel"))
+    assert len(stored) >= 2, f"the models are not in {store.artifacts}"
     got = mlflow.artifacts.download_artifacts(
         run_id=champion.run_id,
         artifact_path="metrics",
         dst_path=str(tmp_path),
-        tracking_uri=team_server.uri,
+        tracking_uri=store.uri,
     )
     assert any(Path(got).iterdir())
 
@@ -165,9 +189,7 @@ def parent_runs(client: MlflowClient) -> list[Any]:
     return runs_of(client, "tags.`zicht.kind` = 'tune'")
 
 
-def test_two_workers_share_one_study(
-    team_server: Any, features: Path, two_trains: list, tmp_path: Path
-) -> None:
+def test_two_workers_share_one_study(team_server: Any, features: Path, tmp_path: Path) -> None:
     storage = team_server.database("optuna_two")
     data = analyst(features, tmp_path / "data")
     proc = zicht(tune_args(data, team_server, storage, trials=6), cwd=tmp_path)
@@ -198,11 +220,12 @@ def test_two_workers_share_one_study(
     assert champion.run_id not in {r.info.run_id for r in nested}
 
 
-def _kill_mid_trial(storage: str, proc: subprocess.Popen[str], *, group: bool) -> Any:
-    """SIGKILL a worker (or, *group*, the whole command) while it is inside a trial; the trial.
-
-    The worker is stopped (SIGSTOP) first, so the trial it runs cannot end while we look;
-    caught between two trials, it is let go and caught again."""
+def _kill_mid_trial(
+    storage: str, proc: subprocess.Popen[str], client: MlflowClient, *, group: bool
+) -> Any:
+    """SIGKILL a worker (or, *group*, the whole command) inside a trial whose nested run is
+    open; the trial. The worker is stopped (SIGSTOP) first, so that the trial cannot end
+    while we look; caught between two trials or before its run opened, it is let go."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -214,7 +237,10 @@ def _kill_mid_trial(storage: str, proc: subprocess.Popen[str], *, group: bool) -
             target, send = (proc.pid, os.killpg) if group else (pid, os.kill)
             send(target, signal.SIGSTOP)
             still = [r for r in trials_of(storage, (TrialState.RUNNING,)) if r.number == t.number]
-            if still:
+            query = f"tags.`optuna.trial` = '{t.number}' and attributes.status = 'RUNNING'"
+            if still and [
+                r for r in runs_of(client, query) if r.data.tags["zicht.pid"] == str(pid)
+            ]:
                 send(target, signal.SIGKILL)
                 return still[0]
             send(target, signal.SIGCONT)
@@ -224,7 +250,7 @@ def _kill_mid_trial(storage: str, proc: subprocess.Popen[str], *, group: bool) -
 
 
 def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
-    team_server: Any, features: Path, two_trains: list, tmp_path: Path
+    team_server: Any, features: Path, tmp_path: Path
 ) -> None:
     storage = team_server.database("optuna_kill")
     data = analyst(features, tmp_path / "data")
@@ -232,7 +258,7 @@ def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
 
     # 1. one worker is SIGKILLed mid-trial: its trial fails, is queued again and run
     proc = zicht(tune_args(data, team_server, storage, trials=4), cwd=tmp_path)
-    victim = _kill_mid_trial(storage, proc, group=False)
+    victim = _kill_mid_trial(storage, proc, client, group=False)
     _out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     assert "already finished" not in err
@@ -250,7 +276,7 @@ def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
 
     # 2. the whole command is SIGKILLed mid-trial; running it again resumes the study
     proc = zicht(tune_args(data, team_server, storage, trials=2), cwd=tmp_path, new_session=True)
-    orphan = _kill_mid_trial(storage, proc, group=True)
+    orphan = _kill_mid_trial(storage, proc, client, group=True)
     proc.wait(timeout=60)
     proc = zicht(tune_args(data, team_server, storage, trials=1), cwd=tmp_path)
     _out, err = proc.communicate(timeout=900)
@@ -260,6 +286,9 @@ def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
     by_number = {t.number: t for t in trials}
     assert by_number[orphan.number].state == TrialState.FAIL
     assert any(t.system_attrs.get("failed_trial") == orphan.number for t in trials)
+    pid = orphan.user_attrs["zicht.pid"]
+    query = f"tags.`optuna.trial` = '{orphan.number}' and tags.`zicht.pid` = '{pid}'"
+    assert [r.info.status for r in runs_of(client, query)] == ["KILLED"]
     killed_parent = parent_runs(client)[-2]
     assert killed_parent.info.status == "KILLED"  # swept: its process is gone
     assert parent_runs(client)[-1].info.status == "FINISHED"
@@ -341,31 +370,31 @@ def test_a_server_on_an_existing_database(team_server: Any, tmp_path: Path) -> N
 # --------------------------------------------------------------------------- audit, verify
 
 
-def test_verify_reruns_a_run_of_the_server_store(
-    team_server: Any, features: Path, two_trains: list, capsys: pytest.CaptureFixture[str]
+def test_verify_reruns_a_run_of_the_store(
+    store: Store, features: Path, two_trains: list, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = runs_of(MlflowClient(team_server.uri), "tags.`zicht.kind` = 'train'")[0]
+    run = runs_of(MlflowClient(store.uri), "tags.`zicht.kind` = 'train'")[0]
     args = ["verify", "--run-id", run.info.run_id, "--data-dir", str(features)]
-    code = main([*args, "--tracking-uri", team_server.uri])
+    code = main([*args, "--tracking-uri", store.uri])
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "OK: all" in out.out
 
 
-def test_audit_scans_the_server_store(
-    team_server: Any,
+def test_audit_scans_the_store(
+    store: Store,
     features: Path,
     two_trains: list,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    args = ["audit", "artifacts", "--data-dir", str(features), "--tracking-uri", team_server.uri]
+    args = ["audit", "artifacts", "--data-dir", str(features), "--tracking-uri", store.uri]
     args += ["--review-dir", str(tmp_path / "review"), "--publish-dir", str(tmp_path / "publish")]
     assert main(args) == 0, capsys.readouterr().err
     clean = capsys.readouterr().out
     assert "audit: clean" in clean
-    # plant a unit-level table in a run of the server store: the audit finds it there
-    client = MlflowClient(team_server.uri)
+    # plant a unit-level table in a run of the store: the audit finds it there
+    client = MlflowClient(store.uri)
     exp = client.get_experiment_by_name(f"zicht/{TASK}")
     run = client.create_run(exp.experiment_id, tags={"zicht.kind": "bench"})
     rows = "\n".join(f"{1000 + i},{i % 7}" for i in range(400))
