@@ -1134,7 +1134,10 @@ def run_cmd(
     )
     uri = zones.tracking_uri
     click.echo("Where to look:")
-    click.echo(f"  experiments  zicht ui --tracking-uri {uri}   (then http://127.0.0.1:5000)")
+    if uri.startswith(("http://", "https://")):  # a tracking server serves its own UI
+        click.echo(f"  experiments  {uri}")
+    else:
+        click.echo(f"  experiments  zicht ui --tracking-uri {uri}   (then http://127.0.0.1:5000)")
     click.echo(f"  public zone  {zones.publish_dir}/  (manifest.json, <task>/*.csv, maps)")
     click.echo(f"  review zone  {zones.review_dir / 'index.html'}")
 
