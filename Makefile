@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser run test lint format bench clean
+.PHONY: help setup browser postgres run test lint format bench clean
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,9 +34,15 @@ run: setup ## The main job: world, features, benchmark, SHAP, predict, publish a
 browser: ## Install Debian's Chromium for the report's browser test (when it is missing)
 	@command -v chromium >/dev/null 2>&1 || { \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+	  $$SUDO timeout 900 apt-get update -qq && $$SUDO timeout 900 apt-get install -y -qq chromium; }
 
-test: setup browser ## Run the test suite (fails when a test fails or when no test ran)
+postgres: ## Install Debian's PostgreSQL for `zicht server` and its tests (when it is missing)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO timeout 900 apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq postgresql; }
+
+test: setup browser postgres ## Run the test suite (fails when a test fails or when no test ran)
 	$(BIN)/python -m pytest
 
 lint: setup ## ruff (lint + format check) and mypy

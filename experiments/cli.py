@@ -546,6 +546,11 @@ def explain(
 @zone_rules(store=True)
 def ui(port: int, zones: Zones) -> None:
     """Start the MLflow UI (lean settings: one worker, no job execution) on 127.0.0.1."""
+    if zones.tracking_uri.startswith(("http://", "https://")):
+        raise BadInput(
+            f"--tracking-uri {zones.tracking_uri}: a tracking server, which serves the UI itself "
+            f"(rule: `zicht ui` serves a local store); fix: open {zones.tracking_uri} in a browser"
+        )
     env = {
         **os.environ,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -570,6 +575,38 @@ def ui(port: int, zones: Zones) -> None:
     os.execve(sys.executable, cmd, env)
 
 
+@cli.command(short_help="A team's MLflow tracking server on PostgreSQL, on 127.0.0.1.")
+@click.option(
+    "--db",
+    default=None,
+    metavar="URL",
+    help="An existing PostgreSQL database (postgresql://USER@HOST:PORT/DB; the password in "
+    "~/.pgpass or $PGPASSFILE) [default: a local cluster in DATA/.zicht/pg].",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@common_options
+def server(db: str | None, port: int, zones: Zones) -> None:
+    """Run an MLflow tracking server for a team on 127.0.0.1:PORT until Ctrl-C or SIGTERM.
+
+    Its store is PostgreSQL: --db, or a local cluster that it initialises in DATA/.zicht/pg
+    (role zicht, password in DATA/.zicht/pgpass), starts, and stops again on exit. Artifacts
+    live in DATA/mlartifacts and are served through it (one worker, no job execution).
+    Every zicht command then takes --tracking-uri http://127.0.0.1:PORT. See docs/team.md.
+    """
+    from experiments.server import Serving, serve
+
+    def ready(s: Serving) -> None:
+        click.echo(f"MLflow tracking server on {s.tracking_uri} (Ctrl-C to stop)")
+        click.echo(f"  artifacts    {s.artifacts}")
+        click.echo(f"  zicht ...    --tracking-uri {s.tracking_uri}")
+        if s.optuna_storage and s.pgpass:
+            click.echo(f"  export PGPASSFILE={s.pgpass}")
+            click.echo(f"  zicht tune ... --workers 2 --storage {s.optuna_storage}")
+
+    serve(data_dir=zones.data_dir, port=port, db=db, log=click.echo, on_ready=ready)
+    click.echo("server stopped")
+
+
 @cli.command(short_help="An Optuna study; each trial a nested run, the best refitted.")
 @click.argument("task", type=TASK_CHOICE)
 @click.option("--trials", type=click.IntRange(1, 10_000), required=True, help="Number of trials.")
@@ -591,7 +628,15 @@ def ui(port: int, zones: Zones) -> None:
     "--storage",
     default=None,
     metavar="URL",
-    help="Optuna storage (e.g. sqlite:///optuna.db) to resume or share a study.",
+    help="Optuna storage (e.g. sqlite:///optuna.db, or postgresql://USER@HOST:PORT/DB for "
+    "--workers) to resume or share a study.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes on one study (one thread each); needs a PostgreSQL --storage.",
 )
 @common_options
 @zone_rules(data=True)
@@ -601,11 +646,13 @@ def tune(
     model_name: str,
     config_path: Path | None,
     storage: str | None,
+    workers: int,
     zones: Zones,
 ) -> None:
     """Tune MODEL on TASK with seeded TPE and pruning on the folds. Each trial is a nested
     MLflow run (zicht.kind=trial); the parent run refits the best parameters (zicht.kind=tune)
-    and competes for champion.
+    and competes for champion. With --workers K, K processes share the study in --storage;
+    a killed worker's trial is queued again, and rerunning the command resumes the study.
     """
     from experiments.config import ConfigError
     from experiments.tracking import TrackingError
@@ -623,6 +670,7 @@ def tune(
                 data_dir=zones.data_dir,
                 tracking_uri=zones.tracking_uri,
                 storage=storage,
+                workers=workers,
                 progress=advance,
             )
     except (
@@ -1086,7 +1134,10 @@ def run_cmd(
     )
     uri = zones.tracking_uri
     click.echo("Where to look:")
-    click.echo(f"  experiments  zicht ui --tracking-uri {uri}   (then http://127.0.0.1:5000)")
+    if uri.startswith(("http://", "https://")):  # a tracking server serves its own UI
+        click.echo(f"  experiments  {uri}")
+    else:
+        click.echo(f"  experiments  zicht ui --tracking-uri {uri}   (then http://127.0.0.1:5000)")
     click.echo(f"  public zone  {zones.publish_dir}/  (manifest.json, <task>/*.csv, maps)")
     click.echo(f"  review zone  {zones.review_dir / 'index.html'}")
 

@@ -177,14 +177,21 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process *pid* of this host still runs (a zombie, dead but not yet reaped, as
+    the orphans of a killed command may stay in a container, does not)."""
+    import psutil
+
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive
         return True
-    return True
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def sweep_stale_runs(client: MlflowClient | None = None) -> list[str]:
@@ -206,7 +213,7 @@ def sweep_stale_runs(client: MlflowClient | None = None) -> list[str]:
         pid = tags.get("zicht.pid", "")
         if r.info.run_id == keep or tags.get("zicht.host") != host or not pid.isdigit():
             continue
-        if not _alive(int(pid)):
+        if not process_alive(int(pid)):
             dead.append(r.info.run_id)
     nested = [
         r.info.run_id

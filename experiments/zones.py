@@ -206,8 +206,14 @@ def require_store(tracking_uri: str, command: str, *, train: str = "zicht train 
     """A read-only command refuses a local store that does not exist (MLflow would create an
     empty one and the command would pass on nothing). *train* is the command the fix names."""
     path = store_path(tracking_uri)
-    if path is None:
-        return  # a server: probed when connecting
+    if path is None:  # a tracking server: fail fast when nothing answers (MLflow retries)
+        from experiments.tracking import TrackingError, probe_server
+
+        try:
+            probe_server(tracking_uri)
+        except TrackingError as exc:
+            raise ZoneError(str(exc)) from None
+        return
     sqlite = tracking_uri.startswith("sqlite:")
     missing = not path.is_file() or path.stat().st_size == 0 if sqlite else not path.is_dir()
     if missing:

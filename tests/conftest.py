@@ -5,8 +5,17 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -23,7 +32,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 #: session fixtures that take minutes to build: every test using one runs on the same xdist
 #: worker (``--dist loadgroup``), so each is built once per run, not once per worker
-_EXPENSIVE = ("tiny_run", "region_data")
+_EXPENSIVE = ("tiny_run", "region_data", "team_server")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -108,3 +117,75 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
         code = main(["run", "--scale", "tiny", "--models", "lightgbm,logistic", *run.args])
     assert code == 0, buffer.getvalue()
     return TinyRun(root, buffer.getvalue())
+
+
+@dataclass(frozen=True)
+class TeamServer:
+    """A running ``zicht server`` on its own local PostgreSQL cluster (see docs/team.md)."""
+
+    root: Path  # a temporary directory that user postgres can reach when the tests run as root
+    data: Path  # the server's secure zone: DATA/.zicht/pg, DATA/.zicht/pgpass, DATA/mlartifacts
+    uri: str  # http://127.0.0.1:PORT
+    process: subprocess.Popen[bytes]
+
+    @property
+    def cluster(self) -> Any:
+        from experiments.server import LocalCluster
+
+        return LocalCluster.in_zone(self.data)
+
+    def database(self, name: str) -> str:
+        """A fresh database *name* in the cluster (for one test's Optuna study); its URL."""
+        self.cluster.create_databases((name,))
+        return self.cluster.url(name)
+
+
+@pytest.fixture(scope="session")
+def team_server() -> Iterator[TeamServer]:
+    """``zicht server`` with a local cluster of its own in a temporary directory, for the
+    session; stopped (SIGTERM) at the end, which must stop PostgreSQL too. Never skipped:
+    without PostgreSQL it fails with the fix (`make test` installs Debian's package)."""
+    from experiments.server import ServerError, free_port, pg_bin
+
+    try:
+        pg_bin()
+    except ServerError as exc:
+        pytest.fail(str(exc))
+    # not under pytest's 0700 tmp: as root, PostgreSQL runs as user postgres, who must reach it
+    root = Path(tempfile.mkdtemp(prefix="zicht-pg-"))
+    root.chmod(0o755)
+    data, port = root / "data", free_port()
+    cmd = [sys.executable, "-m", "experiments.cli", "server", "--data-dir", str(data)]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with (root / "server.out").open("wb") as out:
+        proc = subprocess.Popen(
+            [*cmd, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root
+        )
+    server = TeamServer(root, data, f"http://127.0.0.1:{port}", proc)
+    deadline = time.monotonic() + 300  # first start: initdb and MLflow's schema (a minute)
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"zicht server did not come up: {(root / 'server.out').read_text()}")
+        try:
+            with urllib.request.urlopen(f"{server.uri}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            time.sleep(1)
+    saved = os.environ.get("PGPASSFILE")
+    os.environ["PGPASSFILE"] = str(server.cluster.pgpass)  # the Optuna URLs carry no password
+    try:
+        yield server
+    finally:
+        if saved is None:
+            os.environ.pop("PGPASSFILE", None)
+        else:
+            os.environ["PGPASSFILE"] = saved
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+        stopped = not server.cluster.running()
+        out = (root / "server.out").read_text()
+        shutil.rmtree(root, ignore_errors=True)
+        assert code == 0 and stopped, f"zicht server did not stop cleanly (exit {code}): {out}"
