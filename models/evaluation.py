@@ -453,7 +453,8 @@ def deviation_flags(
     With *establishments* (each cell's establishments in t - 1), the robust z is taken within
     size classes (:func:`models.metrics.size_classes`, small classes merged): a cell of one
     business deviates by chance far more than a cell of forty, and one z for all would flag
-    the small cells' noise and miss a doubled turnover in a large cell.
+    the small cells' noise and miss a doubled turnover in a large cell. A cell that had no
+    establishment in t - 1 gets no z and no flag.
     """
     realised = np.expm1(np.asarray(label, dtype=np.float64))
     exp = np.expm1(np.asarray(expected, dtype=np.float64))
@@ -463,7 +464,12 @@ def deviation_flags(
     if establishments is None:
         z = M.robust_z(log_dev)
     else:
-        z = M.robust_z_within(log_dev, M.merged_classes(M.size_classes(establishments)))
+        # a cell without a business in t - 1 has nothing its turnover could be expected from
+        # (the model expects about none): no z, never flagged
+        known = np.asarray(establishments) > 0
+        z = np.full(len(log_dev), np.nan)
+        classes = M.size_classes(np.asarray(establishments)[known])
+        z[known] = M.robust_z_within(log_dev[known], M.merged_classes(classes))
     return ratio, z, z > FLAG_Z
 
 
