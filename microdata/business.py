@@ -177,13 +177,21 @@ def generate_business(
     ra = stream(seed, "business:anomalies")
     lo, hi = FRONT_YEARS
     front_end = np.minimum(front_onset + ra.integers(lo, hi + 1, len(fronts)) - 1, params.LAST_YEAR)
-    rest = ~np.isin(eligible, fronts)
+    # A spike falls in a year with a year before it (so a model with features from t - 1 sees
+    # it) in which the cell trades: one of its years with an active establishment.
+    spike_years = np.arange(y0 + 1, params.LAST_YEAR + 1)
+    trading = np.zeros((W * K, len(spike_years)), dtype=bool)
+    for j, y in enumerate(spike_years):
+        active = (founded <= y) & ((closed < 0) | (closed > y))
+        trading[np.unique(est_cell[active]), j] = True
+    rest = ~np.isin(eligible, fronts) & trading[eligible].any(axis=1)
     n_spike = min(round(SPIKE_SHARE * len(eligible)), int(rest.sum()))
     spikes = ra.choice(
         eligible[rest], size=n_spike, replace=False, p=w_anom[rest] / w_anom[rest].sum()
     )
-    # a spike falls in a year with a year before it, so a model with features from t-1 sees it
-    spike_year = ra.integers(y0 + 1, params.LAST_YEAR + 1, n_spike).astype(np.int16)
+    years_of = trading[spikes]
+    nth = np.floor(ra.random(n_spike) * years_of.sum(axis=1)).astype(np.int64)
+    spike_year = spike_years[np.argmax(np.cumsum(years_of, axis=1) > nth[:, None], axis=1)]
     spike_factor = ra.uniform(*ANOMALY_FACTOR, n_spike)
     plan = AnomalyPlan(
         cell=np.concatenate([fronts, spikes]),

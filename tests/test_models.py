@@ -95,7 +95,7 @@ def test_robust_z_within_size_classes() -> None:
 
 def test_fronts_and_spikes_are_both_flagged(tiny_data: Path) -> None:
     """Known answer: in the tiny world with the generator's own anomalies undone, plant a
-    five-year front (x3 from 2019 to 2023) in one wijk x branch cell and a one-year spike (x3
+    five-year front (x5 from 2019 to 2023) in one wijk x branch cell and a one-year spike (x5
     in 2021) in another. The out-of-fold expectation from area and branch structure flags
     every planted year of both (recall 1 per kind at k = 6); an expectation from the cell's
     own turnover last year flags the front in its first year only."""
@@ -124,7 +124,7 @@ def test_fronts_and_spikes_are_both_flagged(tiny_data: Path) -> None:
     spike = next(c for c in ranked[1:] if c[2:6] != front[2:6])
     planted = {(front, y): "front" for y in range(2019, 2024)} | {(spike, 2021): "spike"}
     for (cell, year), _ in planted.items():
-        factor[(tv["cell"] == cell) & (tv["year"] == year)] *= 3.0
+        factor[(tv["cell"] == cell) & (tv["year"] == year)] *= 5.0
     w.frames["turnover"] = tv.assign(turnover=tv["turnover"] * factor).drop(columns="cell")
 
     feats = list(TASK_FEATURES["branch_turnover"])

@@ -233,6 +233,7 @@ def test_anomalies_are_one_year_spikes_and_multi_year_fronts(tiny_data: Path) ->
     assert (wijk["anomalous"] == inside).all()
     assert (wijk.loc[inside, "kind"] == wijk.loc[inside, "kind_plan"]).all()
     assert wijk.loc[~inside, "kind"].isna().all()
+    assert (inside & (wijk["kind_plan"] == "spike")).sum() == len(spikes), "every spike trades"
     # ...and the world's turnover carries them: realised / expected near the factor
     planted = wijk[inside]
     ratio = planted["realised_turnover"] / planted["expected_turnover"] / planted["inflation"]
