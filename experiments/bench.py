@@ -123,6 +123,8 @@ def bench_models(
             for key in (
                 "anomaly_precision_at_k",
                 "anomaly_recall_at_k",
+                "anomaly_recall_at_k_front",
+                "anomaly_recall_at_k_spike",
                 "oracle_ratio_8_12",
                 "oracle_ratio_13_19",
                 "oracle_ratio_20_23",

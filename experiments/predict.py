@@ -22,7 +22,7 @@ from experiments.train import world_identity
 from features.tables import META, check_feature_table
 from microdata.integrity import HashCache
 from models.calibration import calibrator_from_bins
-from models.evaluation import deviation_flags
+from models.evaluation import SIZE_COLUMN, deviation_flags
 from models.tasks import get_task
 
 
@@ -132,7 +132,11 @@ def predict(task: str, *, data_dir: Path, tracking_uri: str, world_dir: Path | N
         out["probability"] = cal.predict(score).astype(np.float32)
     else:
         expected = model.predict(X)
-        ratio, z, flag = deviation_flags(frame["label"].to_numpy(), expected)
+        ratio, z, flag = deviation_flags(
+            frame["label"].to_numpy(),
+            expected,
+            establishments=frame[SIZE_COLUMN].to_numpy() if SIZE_COLUMN in frame else None,
+        )
         out["expected_log"] = expected.astype(np.float32)
         out["realised_log"] = frame["label"].to_numpy(np.float32)
         out["deviation_ratio"] = ratio.astype(np.float32)

@@ -251,7 +251,7 @@ def log_evaluation(prep: Prepared, ev: Evaluation, model_name: str) -> None:
             "n_holdout": ev.extra["n_holdout"],
             "n_fit_rows": ev.extra["n_fit_rows"],
             "negative_sampling_rate": ev.extra["negative_sampling_rate"],
-            **({"anomaly_k": ev.extra["anomaly_k"]} if "anomaly_k" in ev.extra else {}),
+            **{k: v for k, v in ev.extra.items() if k.startswith("anomaly_k")},
             **{f"model.{k}": v for k, v in ev.model.get_params().items() if _plain(v)},
         }
     )

@@ -2,8 +2,9 @@
 
 Aligns the oracle with the rows of a feature table: the true probability for the two
 classification tasks, and for turnover the expected log(1 + turnover per inhabitant) and
-whether the cell was planted as anomalous. A real extract has no truth: everything here
-returns ``None`` then, and the ``oracle_*`` metrics are left out.
+which kind of anomaly (``spike``, ``front``) was planted in the cell that year, if any. A
+real extract has no truth: everything here returns ``None`` then, and the ``oracle_*``
+metrics are left out.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ def oracle_for(
     task: str, frame: pd.DataFrame, world_dir: Path
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(oracle, anomalous) aligned with *frame*'s rows, or (None, None) without the truth of
-    the world in *world_dir*."""
+    the world in *world_dir*.
+
+    For turnover, *anomalous* holds the kind of planted anomaly per row (``""`` where none);
+    a truth of generator 1.1 or older records no kinds and gives booleans instead.
+    """
     truth = truth_of(world_dir)
     if truth is None:
         return None, None
@@ -54,9 +59,12 @@ def oracle_for(
         )
         key = ["person_id", "year"]
     else:
+        path = truth / "turnover_cells.parquet"
+        has_kind = "kind" in pq.read_schema(path).names
         cells = pd.read_parquet(
-            truth / "turnover_cells.parquet",
-            columns=["level", "area_code", "sbi", "year", "expected_turnover", "anomalous"],
+            path,
+            columns=["level", "area_code", "sbi", "year", "expected_turnover", "anomalous"]
+            + ["kind"] * has_kind,
         )
         stats = pd.read_parquet(
             Path(world_dir) / "area_stats.parquet",
@@ -78,7 +86,11 @@ def oracle_for(
                 how="left",
             )
         )
-        return m["oracle"].to_numpy(np.float64), m["anomalous"].fillna(False).to_numpy(bool)
+        anomalous = m["anomalous"].fillna(False).to_numpy(bool)
+        if has_kind:
+            kind = m["kind"].astype(object).to_numpy()
+            anomalous = np.where(anomalous, kind, "").astype(object)
+        return m["oracle"].to_numpy(np.float64), anomalous
     return _align(frame[key[0]].to_numpy(), frame["year"].to_numpy(), t, key[0]), None
 
 

@@ -289,9 +289,10 @@ def verify_run(
         for k, v in ev.model.get_params().items()
         if isinstance(v, str | int | float | bool)
     }
-    for k in ("n_train", "n_holdout", "n_fit_rows", "negative_sampling_rate", "anomaly_k"):
+    for k in ("n_train", "n_holdout", "n_fit_rows", "negative_sampling_rate"):
         if k in ev.extra:
             mine[k] = ev.extra[k]
+    mine.update({k: v for k, v in ev.extra.items() if k.startswith("anomaly_k")})
     result.checks += compare_params(params, mine)
     return result
 

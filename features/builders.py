@@ -577,9 +577,28 @@ def _cell_turnover(w: WorldFrames, year: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def branch_rates(w: WorldFrames, year: int) -> pd.Series:
+    """Median turnover per employee of each branch (SBI) over all its establishments with
+    turnover in *year*: a rate that the inflated turnover of a few cells cannot move."""
+    est = _active_establishments(w, year)[["establishment_id", "sbi", "employees"]]
+    tv = w.yearly("turnover", year)[["establishment_id", "turnover"]]
+    est = est.merge(tv, on="establishment_id", how="inner")
+    per_employee = est["turnover"].to_numpy(np.float64) / np.maximum(
+        est["employees"].to_numpy(np.float64), 1
+    )
+    return pd.Series(per_employee).groupby(est["sbi"].astype(str).to_numpy()).median()
+
+
 def cell_population(w: WorldFrames, t: int) -> pd.DataFrame:
     """Cells (wijk × branch and gemeente × branch) with an establishment active in t."""
     return _cell_turnover(w, t)[["level", "area_code", "sbi"]]
+
+
+def cell_establishments(w: WorldFrames, cells: pd.DataFrame, year: int) -> np.ndarray:
+    """Establishments of each of *cells* (level, area_code, sbi) active in *year* (0 if none)."""
+    n = _cell_turnover(w, year).set_index(["level", "area_code", "sbi"])["establishments"]
+    key = pd.MultiIndex.from_frame(cells[["level", "area_code", "sbi"]])
+    return n.reindex(key).fillna(0).to_numpy(np.int32)
 
 
 def cell_features(snap: Snapshot, cells: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -608,8 +627,15 @@ def cell_features(snap: Snapshot, cells: pd.DataFrame) -> dict[str, np.ndarray]:
         f["branch_employees_per_establishment"] = (p["employees"].to_numpy() / n_est).astype(
             np.float32
         )
-        f["branch_turnover_per_inhabitant_lag"] = np.where(
-            area_inh > 0, np.log1p(p["turnover"].fillna(0).to_numpy() / area_inh), np.nan
+        employees = p["employees"].fillna(0).to_numpy(np.float64)
+        f["branch_employees_per_1000"] = np.where(
+            area_inh > 0, 1000 * employees / area_inh, np.nan
+        ).astype(np.float32)
+        # the cell's own turnover is never used: an anomaly that lasts would become its own
+        # expectation; the branch's median rate is out of any one cell's reach
+        rate = branch_rates(w, y).reindex(cells["sbi"].astype(str)).to_numpy(np.float64)
+        f["branch_turnover_at_branch_rate"] = np.where(
+            area_inh > 0, np.log1p(employees * rate / area_inh), np.nan
         ).astype(np.float32)
     areas = w["areas"].set_index("area_code")
     riec = areas["riec_code"].astype(str).reindex(cells["area_code"])

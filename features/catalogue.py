@@ -540,11 +540,38 @@ _FEATURES: list[Feature] = [
         "features.builders.cell_features",
     ),
     _f(
-        "branch_turnover_per_inhabitant_lag",
+        "branch_employees_per_1000",
         "cell",
-        "omzet van de branche per inwoner in t-1 (log)",
-        "log(1 + turnover of the branch per inhabitant) in t-1",
-        ["turnover.turnover", "turnover.year", "area_stats.inhabitants"],
+        "werkzame personen in de branche per 1.000 inwoners in t-1",
+        "employees of the branch per 1,000 inhabitants in t-1",
+        [
+            "establishments.employees",
+            "establishments.sbi",
+            "establishments.buurt_code",
+            "establishments.founded_year",
+            "establishments.closed_year",
+            "area_stats.inhabitants",
+        ],
+        "per 1,000",
+        "features.builders.cell_features",
+    ),
+    _f(
+        "branch_turnover_at_branch_rate",
+        "cell",
+        "werkzame personen in de branche × mediane omzet per werkzame persoon over alle"
+        " vestigingen van de branche, per inwoner, in t-1 (log); nooit de eigen omzet van de cel",
+        "log(1 + employees of the branch × the branch's median turnover per employee over all"
+        " its establishments, per inhabitant) in t-1; never the cell's own turnover",
+        [
+            "establishments.employees",
+            "establishments.sbi",
+            "establishments.buurt_code",
+            "establishments.founded_year",
+            "establishments.closed_year",
+            "turnover.turnover",
+            "turnover.year",
+            "area_stats.inhabitants",
+        ],
         "log euro",
         "features.builders.cell_features",
     ),
@@ -568,6 +595,16 @@ _FEATURES += [
 CATALOGUE: MappingProxyType[str, Feature] = MappingProxyType({f.name: f for f in _FEATURES})
 if len(CATALOGUE) != len(_FEATURES):  # pragma: no cover - a duplicate name is a coding error
     raise RuntimeError("feature names must be unique in the catalogue")
+
+#: Features that were in the catalogue once, and why they left (a config naming one is told).
+RETIRED: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "branch_turnover_per_inhabitant_lag": (
+            "the cell's own turnover in t-1 made an anomaly that lasts its own expectation "
+            "(docs/models.md, 'Expected turnover'); use branch_turnover_at_branch_rate"
+        ),
+    }
+)
 
 #: Features of each task's default feature set, in table order.
 TASK_FEATURES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.catalogue import CATALOGUE, Feature
+from features.catalogue import CATALOGUE, RETIRED, Feature
 from features.world import ProtectedAttributeError
 from microdata.schemas import TABLES, is_protected_name
 
@@ -64,6 +64,12 @@ def check_selection(names: Iterable[str], catalogue: Mapping[str, Feature] = CAT
                 "rule: protected attributes are never features); fix: remove it from the "
                 "configuration's features"
             )
+    retired = [n for n in unknown if n in RETIRED]
+    if retired:
+        raise UnknownFeatureError(
+            f"feature {retired[0]!r} was removed from the catalogue: {RETIRED[retired[0]]}; "
+            "fix: remove it from the configuration's features"
+        )
     if unknown:
         raise UnknownFeatureError(
             f"unknown feature(s) {unknown} (rule: features are catalogue names; the catalogue "

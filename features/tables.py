@@ -52,7 +52,16 @@ META: dict[str, tuple[str, ...]] = {
         "riec_code",
         "label",
     ),
-    "branch_turnover": ("cell_id", "year", "level", "area_code", "sbi", "riec_code", "label"),
+    "branch_turnover": (
+        "cell_id",
+        "year",
+        "level",
+        "area_code",
+        "sbi",
+        "riec_code",
+        "prior_establishments",
+        "label",
+    ),
 }
 UNIT_ID = {"jonge_aanwas": "person_id", "hennep": "dwelling_id", "branch_turnover": "cell_id"}
 
@@ -150,6 +159,8 @@ def build_task_year(
             "area_code": cells["area_code"].to_numpy(),
             "sbi": cells["sbi"].to_numpy(),
             "riec_code": riec.reindex(cells["area_code"]).to_numpy(),
+            # not a feature: the size class the deviation flag compares the cell within
+            "prior_establishments": b.cell_establishments(w, cells, t - 1),
             "label": b.cell_labels(w, cells, t),
         }
     else:
@@ -169,6 +180,7 @@ def feature_schema(task: str, features: Sequence[str]) -> pa.DataFrameSchema:
     special = {
         UNIT_ID[task]: pa.Column(None, unique=True),
         "year": pa.Column(np.int16),
+        "prior_establishments": pa.Column(np.int32, pa.Check.ge(0)),
         "label": label,
     }
     cols: dict[str, pa.Column] = {

@@ -22,7 +22,7 @@ WINDOW = 3
 #: Age of criminal responsibility.
 MIN_AGE_SUSPECT = 12
 
-GENERATOR_VERSION = "1.1.0"
+GENERATOR_VERSION = "1.2.0"
 
 LATENT_NOISE_SD = MappingProxyType({"hennep": 1.0, "jonge_aanwas": 0.8})
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from microdata import params
+from microdata import business, params
 from microdata._random import stream
 from microdata.areastats import area_stats
 from microdata.business import generate_business
@@ -62,6 +62,14 @@ def effects_document(scale: Scale, seed: int) -> dict:
         "hennep_region": dict(params.HENNEP_REGION),
         "jonge_aanwas": dict(params.JONGE_AANWAS),
         "herkomst_direct_effect": float(params.HERKOMST_DIRECT_EFFECT),
+        "turnover": {
+            "front_share": business.FRONT_SHARE,
+            "front_years": list(business.FRONT_YEARS),
+            "spike_share": business.SPIKE_SHARE,
+            "anomaly_factor": list(business.ANOMALY_FACTOR),
+            "dominant_share": business.DOMINANT_SHARE,
+            "dominant_size": business.DOMINANT_SIZE,
+        },
     }
 
 

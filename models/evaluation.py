@@ -11,7 +11,11 @@
   classifier itself is never class-reweighted.
 * **Turnover**: expected turnover is out of fold (cross-fitted), so an anomalous cell never
   teaches the model its own anomaly; deviation = realised / expected; a cell is flagged when
-  the robust z of its log deviation exceeds 3 (one-sided).
+  the robust z of its log deviation exceeds 3 (one-sided), z taken within the cells of its
+  size class (establishments in t - 1) and year. Against the planted truth the k
+  highest z per evaluation (k = the planted anomalous cell-years) give precision and recall
+  at k, and the recall of each kind of anomaly (one-year spikes, multi-year fronts) among
+  those same k cells.
 
 * **Scale**: the feature matrix is never built whole. Fits read only their rows, scoring
   streams over row chunks (:class:`FeatureRows`: an in-memory frame, or a Parquet file at
@@ -307,8 +311,18 @@ def evaluate(
             extra["holdout_expected_events"] = float(pred.sum())
             extra["holdout_observed_events"] = float(y[hold].sum())
     if task.kind == "regression" and anomalous is not None:
-        metrics.update(_anomaly_metrics(frame, train, y, oof, anomalous))
-        extra["anomaly_k"] = int(np.asarray(anomalous)[train].sum())
+        kinds = anomaly_labels(anomalous)
+        metrics.update(_anomaly_metrics(frame, train, y, oof, kinds))
+        if hold.any():
+            hm = _anomaly_metrics(frame, hold, y, raw_hold, kinds)
+            metrics.update({f"holdout_{k}": v for k, v in hm.items()})
+        extra["anomaly_k"] = int((kinds[train] != "").sum())
+        extra.update(
+            {
+                f"anomaly_k_{kind}": int((kinds[train] == kind).sum())
+                for kind in sorted(set(kinds[kinds != ""]) - {ANOMALOUS})
+            }
+        )
     metrics["fit_seconds"] = fit_seconds
     # in memory only (never logged): what a benchmark needs for paired bootstrap intervals
     extra["oof"], extra["train_mask"], extra["groups"], extra["y"] = oof, train, groups, y
@@ -427,27 +441,74 @@ def _metric_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return {c: str_array(frame[c]) for c in ("buurt_code", "age_group") if c in frame}
 
 
+#: the meta column with each cell's establishments in t - 1 (its size class for the flag)
+SIZE_COLUMN = "prior_establishments"
+
+
 def deviation_flags(
-    label: np.ndarray, expected: np.ndarray
+    label: np.ndarray, expected: np.ndarray, *, establishments: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Deviation ratio (realised ÷ expected per inhabitant), its robust z, and the flag (z > 3)."""
+    """Deviation ratio (realised ÷ expected per inhabitant), its robust z, and the flag (z > 3).
+
+    With *establishments* (each cell's establishments in t - 1), the robust z is taken within
+    size classes (:func:`models.metrics.size_classes`, small classes merged): a cell of one
+    business deviates by chance far more than a cell of forty, and one z for all would flag
+    the small cells' noise and miss a doubled turnover in a large cell. A cell that had no
+    establishment in t - 1 gets no z and no flag.
+    """
     realised = np.expm1(np.asarray(label, dtype=np.float64))
     exp = np.expm1(np.asarray(expected, dtype=np.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = realised / np.maximum(exp, M.EPS)
-        z = M.robust_z(np.log(np.maximum(ratio, M.EPS)))
+        log_dev = np.log(np.maximum(ratio, M.EPS))
+    if establishments is None:
+        z = M.robust_z(log_dev)
+    else:
+        # a cell without a business in t - 1 has nothing its turnover could be expected from
+        # (the model expects about none): no z, never flagged
+        known = np.asarray(establishments) > 0
+        z = np.full(len(log_dev), np.nan)
+        classes = M.size_classes(np.asarray(establishments)[known])
+        z[known] = M.robust_z_within(log_dev[known], M.merged_classes(classes))
     return ratio, z, z > FLAG_Z
 
 
+#: the kind label of an anomalous row when the truth does not say which kind it is
+ANOMALOUS = "anomalous"
+
+
+def anomaly_labels(anomalous: np.ndarray) -> np.ndarray:
+    """Per row the kind of planted anomaly (``"spike"``, ``"front"``), ``""`` where none.
+
+    *anomalous* is either those labels (missing values mean none) or booleans, from a truth
+    that does not record kinds; those become :data:`ANOMALOUS`.
+    """
+    a = np.asarray(anomalous)
+    if a.dtype == bool:
+        return np.where(a, ANOMALOUS, "").astype(object)
+    return np.array(["" if pd.isna(v) else str(v) for v in a], dtype=object)
+
+
 def _anomaly_metrics(
-    frame: pd.DataFrame, train: np.ndarray, y: np.ndarray, oof: np.ndarray, anomalous: np.ndarray
+    frame: pd.DataFrame, rows: np.ndarray, y: np.ndarray, pred: np.ndarray, kinds: np.ndarray
 ) -> dict[str, float]:
+    """Precision and recall at k of the robust z (per year) of the *rows*, k = their planted
+    anomalies, and the recall of each kind among the same k (``anomaly_recall_at_k_<kind>``)."""
     z = np.full(len(frame), np.nan)
     years = frame["year"].to_numpy()
-    for yr in np.unique(years[train]):
-        m = train & (years == yr)
-        _, z[m], _ = deviation_flags(y[m], oof[m])
-    truth = np.asarray(anomalous, dtype=bool)
-    k = int(truth[train].sum())
-    precision, recall = M.anomaly_at_k(truth[train], z[train], k)
-    return {"anomaly_precision_at_k": precision, "anomaly_recall_at_k": recall}
+    size = frame[SIZE_COLUMN].to_numpy() if SIZE_COLUMN in frame else None
+    for yr in np.unique(years[rows]):
+        m = rows & (years == yr)
+        _, z[m], _ = deviation_flags(
+            y[m], pred[m], establishments=None if size is None else size[m]
+        )
+    kinds = kinds[rows]
+    truth = kinds != ""
+    k = int(truth.sum())
+    precision, recall = M.anomaly_at_k(truth, z[rows], k)
+    out = {"anomaly_precision_at_k": precision, "anomaly_recall_at_k": recall}
+    for kind in sorted(set(kinds[truth]) - {ANOMALOUS}):
+        out[f"anomaly_recall_at_k_{kind}"] = M.anomaly_at_k(truth, z[rows], k, among=kinds == kind)[
+            1
+        ]
+    return out

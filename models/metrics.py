@@ -133,13 +133,65 @@ def robust_z(x: np.ndarray) -> np.ndarray:
     return (x - med) / (mad if mad > 0 else EPS)
 
 
-def anomaly_at_k(truth: np.ndarray, score: np.ndarray, k: int) -> tuple[float, float]:
-    """Precision and recall of the *k* highest scores against the planted anomalies."""
+#: the largest size class of :func:`size_classes` (cells of 32 or more establishments)
+TOP_SIZE_CLASS = 6
+#: the fewest cells a size class needs for its own robust z; smaller classes join a neighbour
+MIN_CLASS_CELLS = 30
+
+
+def size_classes(n: np.ndarray) -> np.ndarray:
+    """The size class of a cell of *n* establishments: 0 for none, then powers of two (1, 2-3,
+    4-7, 8-15, 16-31, 32 or more: classes 1 to 6). The noise of a cell's turnover shrinks about
+    as 1/sqrt(n), so cells in one class deviate about equally by chance."""
+    n = np.nan_to_num(np.asarray(n, dtype=np.float64), nan=0.0)
+    with np.errstate(divide="ignore"):
+        cls = np.floor(np.log2(np.maximum(n, 1))) + 1
+    return np.where(n >= 1, np.minimum(cls, TOP_SIZE_CLASS), 0).astype(np.int64)
+
+
+def merged_classes(classes: np.ndarray, *, min_cells: int = MIN_CLASS_CELLS) -> np.ndarray:
+    """*classes* (ordered integers) with every class of fewer than *min_cells* members joined
+    to the next larger one (the last to the one before), so that each has a stable median and
+    MAD; when all together are fewer than *min_cells*, one class."""
+    classes = np.asarray(classes, dtype=np.int64)
+    values, counts = np.unique(classes, return_counts=True)
+    group = np.zeros(len(values), dtype=np.int64)
+    g, filled = 0, 0
+    for i, c in enumerate(counts):
+        group[i] = g
+        filled += c
+        if filled >= min_cells:
+            g, filled = g + 1, 0
+    if filled and g > 0:  # the last classes fell short: they join the group before
+        group[group == g] = g - 1
+    return group[np.searchsorted(values, classes)]
+
+
+def robust_z_within(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """:func:`robust_z` computed separately within each group of *groups*."""
+    x = np.asarray(x, dtype=np.float64)
+    groups = np.asarray(groups)
+    z = np.full(len(x), np.nan)
+    for g in np.unique(groups):
+        m = groups == g
+        z[m] = robust_z(x[m])
+    return z
+
+
+def anomaly_at_k(
+    truth: np.ndarray, score: np.ndarray, k: int, *, among: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Precision and recall of the *k* highest scores against the planted anomalies.
+
+    With *among* (a subset of the anomalies, e.g. one kind), the recall is that subset's:
+    the share of it among the *k* highest scores (the precision stays that of all *truth*).
+    """
     truth = np.asarray(truth, dtype=bool)
+    among = truth if among is None else np.asarray(among, dtype=bool) & truth
     if k <= 0 or truth.sum() == 0:
         return float("nan"), float("nan")
     order = np.argsort(
         -np.nan_to_num(np.asarray(score, dtype=np.float64), nan=-np.inf), kind="stable"
     )[:k]
-    hits = truth[order].sum()
-    return float(hits / k), float(hits / truth.sum())
+    recall = among[order].sum() / among.sum() if among.any() else float("nan")
+    return float(truth[order].sum() / k), float(recall)

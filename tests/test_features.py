@@ -251,8 +251,40 @@ def test_cell_features_known_answers() -> None:
     wk = f.loc["WK000100|96021"]
     assert wk["branch_establishments_per_1000"] == pytest.approx(20.0)  # 2 per 100 inhabitants
     assert wk["branch_employees_per_establishment"] == pytest.approx(3.0)
-    assert wk["branch_turnover_per_inhabitant_lag"] == pytest.approx(np.log1p(200_000 / 100))
+    assert wk["branch_employees_per_1000"] == pytest.approx(60.0)  # 6 per 100 inhabitants
+    # 2019: 80,000 / 2 and 120,000 / 4 per employee, median 35,000; 6 employees, 100 inhabitants
+    assert wk["branch_turnover_at_branch_rate"] == pytest.approx(np.log1p(6 * 35_000 / 100))
+    assert wk["prior_establishments"] == 2
     assert wk["label"] == pytest.approx(np.log1p(190_000 / 100), rel=1e-6)
+
+
+def test_cell_features_never_see_the_cells_own_turnover(tiny_frames: b.WorldFrames) -> None:
+    """A cell whose turnover in t - 1 is ten times what it was (a front in its second year)
+    keeps its features: its expectation cannot absorb the anomaly. Only the branch's median
+    rate may move, by a hair, since the cell's businesses are among the branch's."""
+    t, y = 2021, 2020
+    cells = b.cell_population(tiny_frames, t)
+    before = pd.DataFrame(b.cell_features(b.Snapshot(tiny_frames, y), cells))
+    # the wijk cell of the branch with the most establishments that has 3 or more itself
+    wijk = cells[cells["level"] == "wijk"].reset_index(drop=True)
+    n = pd.Series(b.cell_establishments(tiny_frames, wijk, y))
+    branch = b._active_establishments(tiny_frames, y)["sbi"].astype(str).value_counts().index[0]
+    pick = wijk[(n >= 3).to_numpy() & (wijk["sbi"] == branch).to_numpy()].iloc[0]
+    est = b._active_establishments(tiny_frames, y)
+    buurten = tiny_frames.buurten.set_index("area_code")["wijk_code"].astype(str)
+    in_cell = est[
+        (est["sbi"].astype(str) == pick["sbi"])
+        & (est["buurt_code"].astype(str).map(buurten) == pick["area_code"])
+    ]["establishment_id"]
+    tv = tiny_frames.frames["turnover"].copy()
+    hit = tv["establishment_id"].isin(in_cell) & (tv["year"] == y)
+    assert hit.sum() >= 3
+    tv.loc[hit, "turnover"] *= 10
+    inflated = b.WorldFrames({**tiny_frames.frames, "turnover": tv}, tiny_frames.neighbours)
+    after = pd.DataFrame(b.cell_features(b.Snapshot(inflated, y), cells))
+    moved = np.abs(after - before).max()
+    assert moved.drop("branch_turnover_at_branch_rate").max() == 0
+    assert moved["branch_turnover_at_branch_rate"] < 0.05, "log(10) = 2.3 if it were the own"
 
 
 # ----------------------------------------------------------------------------- catalogue
@@ -340,6 +372,10 @@ def test_features_use_only_data_up_to_t_minus_1(tiny_frames: b.WorldFrames, t: i
     full = pd.DataFrame(b.cell_features(b.Snapshot(tiny_frames, y), cells))
     cut = pd.DataFrame(b.cell_features(b.Snapshot(past, y), cells))
     pd.testing.assert_frame_equal(full, cut)
+    # the size class of the deviation flag, too (a meta column, from t - 1)
+    np.testing.assert_array_equal(
+        b.cell_establishments(tiny_frames, cells, y), b.cell_establishments(past, cells, y)
+    )
     # ...and the features do move from one reference year to the next
     a = build_task_year(tiny_frames, "jonge_aanwas", t, ["household_income_percentile"]).set_index(
         "person_id"

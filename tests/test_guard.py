@@ -60,6 +60,12 @@ def test_unknown_feature_is_refused() -> None:
         check_selection(["age", "shoe_size"])
 
 
+def test_retired_feature_is_refused_with_its_reason() -> None:
+    with pytest.raises(UnknownFeatureError, match="own turnover in t-1") as exc:
+        check_selection(["area_density", "branch_turnover_per_inhabitant_lag"])
+    assert "branch_turnover_at_branch_rate" in str(exc.value)
+
+
 def test_lineage_through_a_protected_column_is_refused() -> None:
     """A feature added by code with an innocent name but a protected source."""
     sneaky = Feature(

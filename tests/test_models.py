@@ -18,7 +18,7 @@ from experiments.truth import oracle_for
 from models import metrics as M
 from models.calibration import BinnedIsotonicCalibrator
 from models.estimators import MODELS, make_estimator
-from models.evaluation import evaluate, fold_ids, protocol_for
+from models.evaluation import deviation_flags, evaluate, fold_ids, protocol_for
 from models.tasks import get_task
 
 # ----------------------------------------------------------------------------- metrics
@@ -61,6 +61,117 @@ def test_oracle_ratio_and_anomalies() -> None:
     z = M.robust_z(np.r_[np.zeros(99), 10.0])
     assert (z[-1] > 3 and np.all(np.abs(z[:-1]) < 1e-9)) or z[-1] > 3
     assert M.anomaly_at_k(np.r_[True, False, False], np.array([3.0, 2.0, 1.0]), 1) == (1.0, 1.0)
+
+
+def test_anomaly_recall_per_kind_among_the_same_k() -> None:
+    truth = np.array([True, True, True, False, False])
+    kind = np.array(["front", "front", "spike", "", ""])
+    score = np.array([5.0, 1.0, 4.0, 3.0, 0.0])  # top 3: front, spike, a normal cell
+    assert M.anomaly_at_k(truth, score, 3) == pytest.approx((2 / 3, 2 / 3))
+    assert M.anomaly_at_k(truth, score, 3, among=kind == "front")[1] == 0.5
+    assert M.anomaly_at_k(truth, score, 3, among=kind == "spike")[1] == 1.0
+
+
+def test_robust_z_within_size_classes() -> None:
+    """A doubled turnover in a large cell stands out among large cells; a small cell's chance
+    swing of the same size does not stand out among small cells."""
+    assert M.size_classes(np.array([0, 1, 2, 3, 4, 7, 8, 31, 32, 500])).tolist() == [
+        0, 1, 2, 2, 3, 3, 4, 5, 6, 6,
+    ]  # fmt: skip
+    # classes with fewer than min_cells members join the next larger one; the last, the one before
+    merged = M.merged_classes(np.array([0, 1, 1, 2, 2, 2, 3]), min_cells=3)
+    assert merged.tolist() == [0, 0, 0, 1, 1, 1, 1]
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(0, 0.5, 200), rng.normal(0, 0.05, 200)
+    large[0] = np.log(2)  # a doubled turnover in a cell of 40 businesses
+    small[0] = 1.2  # a 2.4-sd chance swing in a cell of one business
+    x, n = np.r_[small, large], np.r_[np.ones(200), np.full(200, 40)]
+    z = M.robust_z_within(x, M.size_classes(n))
+    assert z[200] > 8 and z[0] < 3
+    assert z[200] > z[:200].max(), "the doubled large cell ranks first"
+    pooled = M.robust_z(x)
+    assert pooled[0] > pooled[200], "one z for all ranks the small cell's noise first"
+
+
+def test_fronts_and_spikes_are_both_flagged(tiny_data: Path) -> None:
+    """Known answer: in the tiny world with the generator's own anomalies undone, plant a
+    five-year front (x5 from 2019 to 2023) in one wijk x branch cell and a one-year spike (x5
+    in 2021) in another. The out-of-fold expectation from area and branch structure flags
+    every planted year of both (recall 1 per kind at k = 6); an expectation from the cell's
+    own turnover last year flags the front in its first year only."""
+    from features.builders import _active_establishments
+    from features.catalogue import TASK_FEATURES
+    from features.tables import build_task_year, load_world
+
+    w = load_world(tiny_data / "world")
+    for table in ("turnover", "household_income", "woz"):
+        w.frames[table] = w.reader.read(table)  # type: ignore[union-attr]
+    est = w["establishments"][["establishment_id", "buurt_code", "sbi"]].copy()
+    wijk_of = w.buurten.set_index("area_code")["wijk_code"].astype(str)
+    est["cell"] = est["buurt_code"].astype(str).map(wijk_of) + "|" + est["sbi"].astype(str)
+    tv = w.frames["turnover"].merge(est[["establishment_id", "cell"]], on="establishment_id")
+    factor = pd.Series(1.0, index=tv.index)
+    plan = pd.read_parquet(tiny_data / "truth" / "turnover_anomalies.parquet")
+    for a in plan.itertuples():  # undo the generator's anomalies
+        on = (tv["cell"] == f"{a.area_code}|{a.sbi}") & tv["year"].between(
+            a.first_year, a.last_year
+        )
+        factor[on] /= a.inflation
+    # the two largest wijk cells of 2018 in two different gemeenten
+    n = _active_establishments(w, 2018)[["establishment_id"]].merge(est)["cell"]
+    ranked = n.value_counts().index
+    front = ranked[0]
+    spike = next(c for c in ranked[1:] if c[2:6] != front[2:6])
+    planted = {(front, y): "front" for y in range(2019, 2024)} | {(spike, 2021): "spike"}
+    for (cell, year), _ in planted.items():
+        factor[(tv["cell"] == cell) & (tv["year"] == year)] *= 5.0
+    w.frames["turnover"] = tv.assign(turnover=tv["turnover"] * factor).drop(columns="cell")
+
+    feats = list(TASK_FEATURES["branch_turnover"])
+    frame = pd.concat(
+        [build_task_year(w, "branch_turnover", t, feats) for t in range(2017, 2026)],
+        ignore_index=True,
+    )
+    frame = frame[frame["level"] == "wijk"].reset_index(drop=True)
+    kinds = np.array(
+        [
+            planted.get((c, int(y)), "")
+            for c, y in zip(frame["cell_id"], frame["year"], strict=True)
+        ],
+        dtype=object,
+    )
+    assert (kinds == "front").sum() == 5 and (kinds == "spike").sum() == 1
+    task = get_task("branch_turnover")
+    ev = evaluate(
+        frame,
+        task,
+        feats,
+        model_name="lightgbm",
+        protocol=protocol_for(list(range(2017, 2026)), "branch_turnover"),
+        anomalous=kinds,
+        n_jobs=1,
+    )
+    assert ev.extra["anomaly_k"] == 6
+    assert ev.extra["anomaly_k_front"] == 5 and ev.extra["anomaly_k_spike"] == 1
+    assert ev.metrics["anomaly_recall_at_k_front"] == 1.0
+    assert ev.metrics["anomaly_recall_at_k_spike"] == 1.0
+    assert ev.metrics["anomaly_recall_at_k"] == 1.0
+    # the cell's own turnover last year as the expectation: the front is its own expectation
+    lag = frame.set_index(["cell_id", "year"])["label"]
+    prev = lag.reindex(pd.MultiIndex.from_arrays([frame["cell_id"], frame["year"] - 1]))
+    has_prev = prev.notna().to_numpy()
+    z = np.full(len(frame), np.nan)
+    for yr in range(2018, 2026):
+        m = has_prev & (frame["year"] == yr).to_numpy()
+        _, z[m], _ = deviation_flags(
+            frame["label"].to_numpy()[m],
+            prev.to_numpy()[m],
+            establishments=frame["prior_establishments"].to_numpy()[m],
+        )
+    fronts = np.flatnonzero(kinds == "front")
+    flagged = z[fronts] > 3
+    assert flagged[0] and not flagged[1:].any(), "only the front's first year stands out"
+    assert z[kinds == "spike"][0] > 3
 
 
 def test_folds_never_split_a_gemeente() -> None:
@@ -165,6 +276,8 @@ REGRESSION = [
     "oracle_r2_log",
     "anomaly_precision_at_k",
     "anomaly_recall_at_k",
+    "anomaly_recall_at_k_front",
+    "anomaly_recall_at_k_spike",
     "fit_seconds",
 ]
 TAGS = [
@@ -208,6 +321,8 @@ def test_train_logs_the_contract(
             assert f"roc_auc_{g}" in run.data.metrics and f"oracle_ratio_{g}" in run.data.metrics
     if task == "branch_turnover":
         assert int(run.data.params["anomaly_k"]) > 0
+        for kind in ("front", "spike"):
+            assert int(run.data.params[f"anomaly_k_{kind}"]) > 0
     champion = client.get_model_version_by_alias(f"zicht-{task}", "champion")
     assert champion.run_id == run.info.run_id
     _assert_no_unit_rows(client, run.info.run_id)
