@@ -22,6 +22,15 @@ from reports.plots import NotAggregateError
 
 SUPPRESSED_COLOUR = "#c8c8c8"
 SUPPRESSED_HATCH = "////"
+#: One colour scale for every map, level and year (the PNGs here and the dashboard): a log
+#: scale centred on the reference value (NL = 100 for an index, 1 for a ratio), from a
+#: quarter of it to four times it; values beyond are drawn in the end colours.
+SCALE_FACTOR = 4.0
+
+
+def colour_domain(centre: float) -> tuple[float, float, float]:
+    """(low, centre, high) of the shared diverging colour scale around *centre*."""
+    return centre / SCALE_FACTOR, centre, centre * SCALE_FACTOR
 
 
 def choropleth_png(
