@@ -43,8 +43,9 @@ import shapely
 from markupsafe import Markup
 
 from reports.maps import colour_domain
+from reports.vendored import VEGA, VENDORED
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parent / "assets"  # the app (dashboard.js, dashboard.css)
 TEMPLATES = Path(__file__).parent / "templates"
 #: where the site lives inside a version
 SITE = "dashboard"
@@ -59,51 +60,6 @@ DROPPED = re.compile(r"^(reason|reason_.+|level)$")
 #: coordinates are published with 6 decimals (about 0.1 m); the dissolved levels keep them
 PRECISION = 1e-6
 
-
-@dataclass(frozen=True)
-class Vendored:
-    """A third-party file shipped with the site: where it came from and its pinned digest."""
-
-    package: str
-    version: str
-    file: str
-    sha256: str
-    npm_integrity: str
-    licence: str
-    licence_sha256: str
-
-    def read(self) -> bytes:
-        """The file's bytes, refused when they differ from the pinned digest."""
-        data = (ASSETS / self.file).read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.sha256:
-            raise DashboardError(
-                f"{ASSETS / self.file}: SHA-256 differs from the pinned {self.sha256} "
-                f"({self.package} {self.version}); fix: restore it with `npm pack "
-                f"{self.package}@{self.version}` (see reports/assets/README.md)"
-            )
-        return data
-
-    def read_licence(self) -> bytes:
-        data = (ASSETS / self.licence).read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.licence_sha256:
-            raise DashboardError(f"{ASSETS / self.licence}: SHA-256 differs from the pinned one")
-        return data
-
-
-#: Vega 6.4.0 (BSD-3-Clause), ``build/vega.min.js`` of the npm package (integrity of the
-#: package tarball as the npm registry states it).
-VEGA = Vendored(
-    package="vega",
-    version="6.4.0",
-    file="vega.min.js",
-    sha256="8f6a3587cf8d4f42c7e08120e3eb05d067e746d554e39d2dcf52acc0bd5ba28f",
-    npm_integrity=(
-        "sha512-rHXCq2LpEWCLMjXBEj7hocY9G0/i5TGYRayGGSj06VTF4+l2IG2Z7oeZKCjWbUh/7hTE/mVhbaOPB72wCElh6g=="
-    ),
-    licence="vega-LICENSE.txt",
-    licence_sha256="06e0e3485cf04cc197473d343f7d9025089578b3d703ca78c576413201e65a7a",
-)
-VENDORED = (VEGA,)
 
 #: the order of the tabs (others follow by name)
 TASK_ORDER = ("hennep", "jonge_aanwas", "branch_turnover")

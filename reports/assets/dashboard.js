@@ -236,7 +236,7 @@
         encode: {
           update: {
             fill: { signal: "datum.properties.value == null ? '" + HATCH + "' : scale('colour', datum.properties.value)" },
-            stroke: { value: "#ffffff" }, strokeWidth: { value: 0.8 }, cursor: { value: "pointer" },
+            stroke: { value: "#8c8c8c" }, strokeWidth: { value: 0.6 }, cursor: { value: "pointer" },
             description: { field: "properties.label" },
           },
           hover: { stroke: { value: "#111111" }, strokeWidth: { value: 2 } },
