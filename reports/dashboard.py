@@ -173,7 +173,7 @@ def level_geometry(tasks: Sequence[PublishedTask]) -> dict[str, gpd.GeoDataFrame
             hit = polys[polys["area_code"].astype(str).isin(table["area_code"])]
             if len(hit):
                 prev = own.get(level)
-                own[level] = hit if prev is None else pd.concat([prev, hit])  # type: ignore[assignment]
+                own[level] = hit if prev is None else pd.concat([prev, hit])
     out: dict[str, gpd.GeoDataFrame] = {}
     for i in reversed(range(len(MAP_LEVELS))):
         level = MAP_LEVELS[i]
