@@ -15,12 +15,14 @@ from typing import Any
 
 import geopandas as gpd
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib import patheffects
+from matplotlib import colormaps, patheffects
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from reports.plots import NotAggregateError
@@ -31,6 +33,7 @@ SUPPRESSED_HATCH = "////"
 #: scale centred on the reference value (NL = 100 for an index, 1 for a ratio), from a
 #: quarter of it to four times it; values beyond are drawn in the end colours.
 SCALE_FACTOR = 4.0
+CMAP = "RdBu_r"
 #: area borders: grey, so an area at the centre of the scale (white) is still seen
 EDGE_COLOUR = "#8c8c8c"
 #: at most this many place names on one map (the largest areas)
@@ -42,7 +45,26 @@ def colour_domain(centre: float) -> tuple[float, float, float]:
     return centre / SCALE_FACTOR, centre, centre * SCALE_FACTOR
 
 
-def choropleth_png(
+def scale_colours(values: Any, *, centre: float) -> np.ndarray:
+    """RGBA colours of *values* on the shared scale around *centre* (:func:`colour_domain`):
+    log, diverging (blue below, white at, red above the reference), clipped at its ends."""
+    lo, _, hi = colour_domain(centre)
+    v = np.clip(np.asarray(values, dtype=float), lo, hi)
+    return np.asarray(colormaps[CMAP](LogNorm(vmin=lo, vmax=hi)(v)))
+
+
+def choropleth_png(areas: gpd.GeoDataFrame, *, dpi: int = 110, **kwargs: Any) -> bytes:
+    """:func:`choropleth_figure` as PNG bytes (same arguments)."""
+    fig = choropleth_figure(areas, **kwargs)
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def choropleth_figure(
     areas: gpd.GeoDataFrame,
     *,
     measure: str,
@@ -53,9 +75,8 @@ def choropleth_png(
     source: str | None = None,
     places: gpd.GeoDataFrame | None = None,
     max_labels: int = MAX_PLACE_LABELS,
-    dpi: int = 110,
-) -> bytes:
-    """A PNG of *areas* coloured by *measure*; areas where it is empty are grey and hatched.
+) -> Figure:
+    """A map of *areas* coloured by *measure*; areas where it is empty are grey and hatched.
 
     Parameters
     ----------
@@ -120,11 +141,10 @@ def choropleth_png(
         ax.set_axis_off()
         if source:
             fig.text(0.02, 0.015, source, fontsize=7, color="#444444", ha="left", va="bottom")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-        return buf.getvalue()
-    finally:
+        return fig
+    except BaseException:
         plt.close(fig)
+        raise
 
 
 def _colour(shown: gpd.GeoDataFrame, *, ax: Any, measure: str, centre: float | None) -> None:
@@ -141,13 +161,14 @@ def _colour(shown: gpd.GeoDataFrame, *, ax: Any, measure: str, centre: float | N
         )
         return
     lo, mid, hi = colour_domain(centre)
+    shown.plot(
+        ax=ax,
+        color=scale_colours(shown["_v"], centre=centre),
+        edgecolor=EDGE_COLOUR,
+        linewidth=0.2,
+    )
     norm = LogNorm(vmin=lo, vmax=hi)  # centre = sqrt(lo * hi): the middle of the scale
-    shown.assign(_v=shown["_v"].clip(lo, hi)).plot(
-        ax=ax, column="_v", cmap="RdBu_r", norm=norm, edgecolor=EDGE_COLOUR, linewidth=0.2
-    )
-    bar = ax.figure.colorbar(
-        ScalarMappable(norm=norm, cmap="RdBu_r"), ax=ax, shrink=0.6, extend="both"
-    )
+    bar = ax.figure.colorbar(ScalarMappable(norm=norm, cmap=CMAP), ax=ax, shrink=0.6, extend="both")
     ticks = [lo, lo * 2, mid, hi / 2, hi]
     bar.set_ticks(ticks)
     bar.set_ticklabels([f"{t:g}" for t in ticks])
