@@ -421,7 +421,10 @@ def check_dashboard(version: Path, *, years: Mapping[str, int | None]) -> list[s
             problems.append(f"{page_path}: table {key!r} is not published")
             continue
         problems += [f"{page_path}: {key}: {p}" for p in _same_table(emb, published[task], level)]
+    shown = {str(t.get("task")) for t in doc.get("tasks", [])}
     for t in published.values():
+        if t.task not in shown:
+            continue  # a task with nothing to map is not on the page at all
         for level in t.tables:
             key = f"{t.task}/{level}"
             if level in (*MAP_LEVELS, NATIONAL) and key not in doc.get("tables", {}):

@@ -480,7 +480,13 @@
     return refresh(true);
   }
 
+  const NUMBER_FORMAT = {
+    nl: { decimal: ",", thousands: ".", grouping: [3], currency: ["€ ", ""] },
+    en: { decimal: ".", thousands: ",", grouping: [3], currency: ["€", ""] },
+  };
+
   function refresh(withMap) {
+    vega.formatLocale(NUMBER_FORMAT[state.lang]);  // axis and legend labels
     renderControls();
     renderStatic();
     const jobs = [renderDetails()];
