@@ -613,3 +613,37 @@ def test_tiny_run_dashboard_in_chromium(tiny_run: Any, chromium: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     page.page.screenshot(path=str(out / "dashboard_tiny.png"), full_page=True)
     page.page.close()
+
+
+def test_the_gate_refuses_a_dashboard_that_fails_its_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate's step writes the site into the version being built and re-reads it: a page
+    that carries a value the tables do not is refused (exit 3), like any failed check."""
+    from datetime import UTC, datetime
+
+    import disclosure.publish as gate
+
+    build = write_version(tmp_path)
+    meta = gate.ReleaseMeta(data_fingerprint="f", git_commit="c", zicht_version="v")
+    tasks_doc = {"hennep": {"year": 2024}, "jonge_aanwas": {}}
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    gate._write_dashboard(build, vid=build.name, now=now, meta=meta, tasks_doc=tasks_doc)
+    page = (build / "dashboard" / "index.html").read_text()
+    assert "Bron: Zicht, synthetische data" in page and build.name in page
+
+    def tampered(version: Path, *, info: dash.SiteInfo) -> dict[str, bytes]:
+        files = dash.build_dashboard(version, info=info)
+        page = files["dashboard/index.html"].decode()
+        doc = dash.embedded_document(page)
+        t = doc["tables"]["hennep/buurt"]
+        status = t["columns"].index("status_risk_sum")
+        row = next(r for r in t["data"] if r[status] == "suppressed")
+        row[status] = "published"  # a status the table never had
+        old = dash._script_json(dash.embedded_document(page))
+        files["dashboard/index.html"] = page.replace(old, dash._script_json(doc)).encode()
+        return files
+
+    monkeypatch.setattr(gate, "build_dashboard", tampered)
+    with pytest.raises(gate.PublishRefused, match="dashboard check failed"):
+        gate._write_dashboard(build, vid=build.name, now=now, meta=meta, tasks_doc=tasks_doc)
