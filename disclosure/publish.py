@@ -4,13 +4,15 @@
 ``publish.d/<id>/`` for the default). :func:`publish` builds the new version in
 ``publish.d/<id>.partial/``, writes every task's files, re-reads and checks everything
 (checksums, no unit-id-like or min/max columns, no measure on a cell under the threshold),
-renames it to ``publish.d/<id>/`` and only then replaces the link with ``os.replace`` of a
-temporary link. A failure at any point removes the half-built directory and leaves the old
-version in place; a killed run leaves at most a ``*.partial`` directory, which the next run
-removes once its builder (recorded beside it in ``<id>.owner``: host, pid, start time) is
-gone. Only directories named like a version id that hold the suite's manifest are ever
-pruned; a versions directory holding anything else is refused. A multi-task publish is
-all-or-nothing; tasks not named keep their files from the current version.
+builds the dashboard (``dashboard/``, :mod:`reports.dashboard`) from the version's own files
+and checks it, renames it to ``publish.d/<id>/`` and only then replaces the link with
+``os.replace`` of a temporary link. A failure at any point removes the half-built directory
+and leaves the old version in place; a killed run leaves at most a ``*.partial``
+directory, which the next run removes once its builder (recorded beside it in
+``<id>.owner``: host, pid, start time) is gone. Only directories named like a version id
+that hold the suite's manifest are ever pruned; a versions directory holding anything else
+is refused. A multi-task publish is all-or-nothing; tasks not named keep their files from
+the current version (the dashboard is rebuilt over all of them).
 
 :func:`task_release` is pure: the roll-up, its level tables and the disclosure core's
 decisions in, a :class:`TaskRelease` out.
@@ -36,6 +38,7 @@ import pandas as pd
 
 from disclosure.settings import RuleSettings
 from microdata.io import sha256_file
+from reports.dashboard import SiteInfo, build_dashboard, check_dashboard
 from reports.maps import choropleth_png, map_frame
 from reports.rollup import SUPPRESSED_REASON, Rollup
 
@@ -48,6 +51,9 @@ MIN_MAX_COLUMN = re.compile(r"(^|_)(min|max|minimum|maximum|top1|top2)($|_)", re
 #: measures that are always published (not governed by a basis)
 ALWAYS = ("n", "inhabitants")
 KEEP_VERSIONS = 2
+#: the source line of maps and the dashboard: a generated world, or real CBS microdata
+SOURCE_SYNTHETIC = "Bron: Zicht, synthetische data"
+SOURCE_CBS = "Bron: CBS (microdata), bewerking Zicht"
 
 
 class PublishRefused(RuntimeError):
@@ -92,6 +98,7 @@ class TaskRelease:
     ledger: pd.DataFrame  # LEDGER_COLUMNS
     run_id: str
     notes: tuple[str, ...] = ()
+    year: int | None = None  # the publication year the tables speak of
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,7 @@ class ReleaseMeta:
     git_commit: str
     zicht_version: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    source: str = SOURCE_SYNTHETIC  # the source line on maps and the dashboard
 
 
 # --------------------------------------------------------------------------- pure part
@@ -214,8 +222,10 @@ def task_release(
     *,
     geometry: gpd.GeoDataFrame,
     run_id: str,
+    year: int | None = None,
 ) -> TaskRelease:
-    """Assemble a :class:`TaskRelease` from the roll-up, its level tables and the decisions."""
+    """Assemble a :class:`TaskRelease` from the roll-up, its level tables and the decisions
+    (*year*: the publication year the tables speak of)."""
     turnover = rollup.task == "branch_turnover"
     return TaskRelease(
         task=rollup.task,
@@ -228,6 +238,7 @@ def task_release(
         schema=rollup.schema,
         ledger=ledger(rollup, tables, status),
         run_id=run_id,
+        year=year,
     )
 
 
@@ -274,7 +285,9 @@ def _write_json(doc: Any, path: Path) -> None:
     path.write_text(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def _write_task(release: TaskRelease, target: Path, settings: RuleSettings) -> None:
+def _write_task(
+    release: TaskRelease, target: Path, settings: RuleSettings, *, source: str = SOURCE_SYNTHETIC
+) -> None:
     target.mkdir(parents=True)
     for level, table in release.tables.items():
         _write_table(table, target / level)
@@ -282,6 +295,7 @@ def _write_task(release: TaskRelease, target: Path, settings: RuleSettings) -> N
     if release.breakdown == "branch":  # one polygon per wijk: the branch total rows
         geo = map_frame(geo, breakdown="branch")
     _write_geojson(geo, target / "areas.geojson")
+    places = map_frame(_geo(release, "gemeente"), breakdown=release.breakdown)
     for name, level in (("map_gemeente", "gemeente"), ("map_buurt", release.geo_level)):
         frame = map_frame(_geo(release, level), breakdown=release.breakdown)
         what = f"{release.task}: {release.map_measure} per {level}"
@@ -293,6 +307,9 @@ def _write_task(release: TaskRelease, target: Path, settings: RuleSettings) -> N
             title=what,
             min_count=settings.min_count,
             centre=release.map_centre,
+            year=release.year,
+            source=source,
+            places=places[["area_name", "geometry"]],
         )
         _write_bytes(png, target / f"{name}.png")
     release.ledger.to_csv(target / "ledger.csv", index=False)
@@ -443,17 +460,19 @@ def publish(
         tasks_doc = _carry_over(old, build, {r.task for r in releases})
         for r in releases:
             progress(f"export {r.task}")
-            _write_task(r, build / r.task, settings)
+            _write_task(r, build / r.task, settings, source=meta.source)
             tasks_doc[r.task] = {
                 "run_id": r.run_id,
                 "published_at": now.isoformat(timespec="seconds"),
                 "rule_settings": _settings_doc(settings),
                 "suppressed": suppression_summary(r.ledger),
+                **({"year": r.year} if r.year is not None else {}),
             }
         progress("check")
         problems = [p for t in tasks_doc for p in check_task_dir(build / t, settings)]
         if problems:
             raise PublishRefused("export check failed:\n" + "\n".join(problems))
+        _write_dashboard(build, vid=vid, now=now, meta=meta, tasks_doc=tasks_doc)
         files = {
             p.relative_to(build).as_posix(): sha256_file(p)
             for p in sorted(build.rglob("*"))
@@ -467,6 +486,7 @@ def publish(
             "data_fingerprint": meta.data_fingerprint,
             "runs": {t: d["run_id"] for t, d in sorted(tasks_doc.items())},
             "rule_settings": _settings_doc(settings),
+            "source": meta.source,
             "suppressed": {t: d["suppressed"] for t, d in sorted(tasks_doc.items())},
             "tasks": tasks_doc,
             "files": files,
@@ -498,6 +518,23 @@ def publish(
     owner.unlink(missing_ok=True)
     _prune(vdir, keep={final.name, old.name if old else ""})
     return final
+
+
+def _write_dashboard(
+    build: Path, *, vid: str, now: datetime, meta: ReleaseMeta, tasks_doc: Mapping[str, Any]
+) -> None:
+    """The dashboard, built from the files of *build* only (every task in it, carried over
+    or new), written into ``dashboard/`` and re-read: it may carry nothing the tables don't."""
+    years = {t: d.get("year") for t, d in tasks_doc.items()}
+    info = SiteInfo(
+        version=vid, created_at=now.isoformat(timespec="seconds"), source=meta.source, years=years
+    )
+    for rel, data in build_dashboard(build, info=info).items():
+        (build / rel).parent.mkdir(parents=True, exist_ok=True)
+        _write_bytes(data, build / rel)
+    problems = check_dashboard(build, years=years)
+    if problems:
+        raise PublishRefused("dashboard check failed:\n" + "\n".join(problems))
 
 
 def _settings_doc(settings: RuleSettings) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from reports.scan import (
     ScanResult,
     iter_files,
     scan_file,
+    scan_publish_dashboard,
     scan_publish_manifest,
 )
 
@@ -223,6 +224,7 @@ def scan(
         progress(target.name)
     if sources.publish_version is not None:
         result.findings.extend(scan_publish_manifest(sources.publish_version))
+        result.findings.extend(scan_publish_dashboard(sources.publish_version))
     return result
 
 

@@ -607,6 +607,24 @@ def server(db: str | None, port: int, zones: Zones) -> None:
     click.echo("server stopped")
 
 
+@cli.command(short_help="The public dashboard: its path, or --serve it on 127.0.0.1.")
+@click.option("--serve", is_flag=True, help="Serve the public zone read-only on 127.0.0.1.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@common_options
+def dashboard(serve: bool, port: int, zones: Zones) -> None:
+    """Print the path of the current public version's dashboard (built by `zicht publish`;
+    this command builds nothing), or serve PUBLISH on 127.0.0.1 with --serve."""
+    from experiments.dashboard import DashboardUnavailable, dashboard_page, serve_until_stopped
+
+    try:
+        if serve:
+            serve_until_stopped(zones.publish_dir, port=port, echo=click.echo)
+        else:
+            click.echo(str(dashboard_page(zones.publish_dir)))
+    except DashboardUnavailable as exc:
+        raise BadInput(str(exc)) from None
+
+
 @cli.command(short_help="An Optuna study; each trial a nested run, the best refitted.")
 @click.argument("task", type=TASK_CHOICE)
 @click.option("--trials", type=click.IntRange(1, 10_000), required=True, help="Number of trials.")
@@ -1139,6 +1157,10 @@ def run_cmd(
     else:
         click.echo(f"  experiments  zicht ui --tracking-uri {uri}   (then http://127.0.0.1:5000)")
     click.echo(f"  public zone  {zones.publish_dir}/  (manifest.json, <task>/*.csv, maps)")
+    click.echo(
+        f"  dashboard    {zones.publish_dir / 'dashboard' / 'index.html'}   "
+        "(or zicht dashboard --serve)"
+    )
     click.echo(f"  review zone  {zones.review_dir / 'index.html'}")
 
 

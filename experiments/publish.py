@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from disclosure.publish import (
+    SOURCE_CBS,
+    SOURCE_SYNTHETIC,
     PublishRefused,
     ReleaseMeta,
     TaskRelease,
@@ -384,7 +386,8 @@ def release_for(
     status = control(rollup, settings, prior, releases)
     public = public_status(status)
     tables = level_tables(rollup, public, areas=areas, branch_names=branch_names)
-    release = task_release(rollup, tables, public, geometry=areas, run_id=run_id)
+    year = int(predictions["year"].iloc[0]) if "year" in predictions and len(predictions) else None
+    release = task_release(rollup, tables, public, geometry=areas, run_id=run_id, year=year)
     led = secure_ledger(rollup, status).merge(
         rollup.cells[["cell_id", "value"]], on="cell_id", how="left", validate="1:1"
     )
@@ -435,7 +438,7 @@ def publish_tasks(
     world_dir = Path(world_dir) if world_dir is not None else data_dir / "world"
     if not (world_dir / "areas.parquet").is_file():
         raise PublishInputError(f"{world_dir}: no world here; run `zicht generate` first")
-    fingerprint, _, _ = world_identity(world_dir)
+    fingerprint, scale, _ = world_identity(world_dir)
     lookup = run_fingerprint or fingerprint_from_mlflow(tracking_uri)
     champion_of = champion or champion_from_mlflow(tracking_uri)
     # read and check every input first: a refusal costs no roll-up
@@ -470,7 +473,10 @@ def publish_tasks(
         )
         releases.append(release)
     meta = ReleaseMeta(
-        data_fingerprint=fingerprint, git_commit=git_commit(), zicht_version=zicht_version()
+        data_fingerprint=fingerprint,
+        git_commit=git_commit(),
+        zicht_version=zicht_version(),
+        source=SOURCE_CBS if scale == "real" else SOURCE_SYNTHETIC,
     )
     old = current_version(Path(publish_dir))
 

@@ -108,6 +108,7 @@ CHECKS = (
     "input_example",
     "unreadable",
     "unknown_format",
+    "dashboard_content",
 )
 #: Zones where models may live (the MLflow artifact store is the secure zone).
 SECURE_ZONES = frozenset({"mlflow"})
@@ -158,6 +159,8 @@ INPUT_EXAMPLES = frozenset({"input_example.json", "serving_input_example.json"})
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LIGHTGBM_DUMP = b"tree\n"  # LightGBM's model text: "tree\nversion=v4\n..."
 HTML_SUFFIXES = frozenset({".html", ".htm"})
+#: ``<script type=...>`` whose content is data, read as JSON
+JSON_SCRIPT_TYPES = frozenset({"application/json", "application/geo+json", "application/ld+json"})
 JSON_SUFFIXES = frozenset({".json", ".geojson", ".jsonl", ".ndjson"})
 #: Delimited text by suffix, and the delimiter when sniffing finds none (one column).
 DELIMITED_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".psv": "|"}
@@ -445,6 +448,8 @@ class _PageParser(HTMLParser):
         self._row_header = False
         self._cell: list[str] | None = None
         self._in_style = False
+        self.json_blocks: list[str] = []
+        self._json: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         for name, value in attrs:
@@ -465,6 +470,8 @@ class _PageParser(HTMLParser):
             self._row_header = self._row_header and tag == "th"
         elif tag == "style":
             self._in_style = True
+        elif tag == "script" and (dict(attrs).get("type") or "").lower() in JSON_SCRIPT_TYPES:
+            self._json = []
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("td", "th") and self._cell is not None and self._row is not None:
@@ -478,8 +485,14 @@ class _PageParser(HTMLParser):
             self.tables.append(self._stack.pop())
         elif tag == "style":
             self._in_style = False
+        elif tag == "script" and self._json is not None:
+            self.json_blocks.append("".join(self._json))
+            self._json = None
 
     def handle_data(self, data: str) -> None:
+        if self._json is not None:
+            self._json.append(data)
+            return
         if self._cell is not None:
             self._cell.append(data)
         if self._in_style and self.CSS_EXTERNAL.search(data):
@@ -517,6 +530,13 @@ def is_model_file(path: Path) -> bool:
     if path.name == "MLmodel" or path.suffix.lower() in MODEL_SUFFIXES:
         return True
     return path.suffix.lower() == ".txt" and _is_lightgbm_dump(path)
+
+
+def is_vendored(path: Path) -> bool:
+    """A third-party file of the dashboard (:mod:`reports.vendored`), by its pinned SHA-256."""
+    from reports.vendored import DIGESTS, SIZES
+
+    return path.stat().st_size in SIZES and sha256_file(path) in DIGESTS
 
 
 def _in_model_dir(path: Path) -> bool:
@@ -881,6 +901,8 @@ def scan_file(path: Path, *, zone: str, name: str, ctx: ScanContext) -> ScanResu
                 return result
             if _in_model_dir(path):
                 return result  # a logged model in the secure zone
+        if is_vendored(path):
+            return result  # a pinned third-party file of the dashboard: code, not a table
         measures = _schema_measures(path) if zone == "publish" else None
         blob = _Blob(path.name, lambda: path.open("rb"))
         if path.suffix.lower() == ".png" and not blob.head().startswith(PNG_SIGNATURE):
@@ -894,8 +916,9 @@ def scan_file(path: Path, *, zone: str, name: str, ctx: ScanContext) -> ScanResu
 def scan_html(
     html: str, *, zone: str, path: str, ctx: ScanContext, where: str = ""
 ) -> list[Finding]:
-    """External assets, and every embedded ``<table>`` checked as a table (*where*: the
-    member of an archive)."""
+    """External assets, and every embedded ``<table>`` and every table in embedded JSON
+    (``<script type="application/json">``, as the dashboard carries its data) checked as a
+    table (*where*: the member of an archive)."""
     parser = _PageParser()
     parser.feed(html)
     parser.close()
@@ -920,6 +943,25 @@ def scan_html(
                     ctx=ctx,
                     where=_join(where, f"table {i}", sep=" "),
                 )
+            )
+    for i, block in enumerate(parser.json_blocks, start=1):
+        at = _join(where, f"script {i}", sep=" ")
+        try:
+            doc = json.loads(block)
+        except ValueError as exc:
+            out.append(
+                Finding(
+                    zone,
+                    path,
+                    "unreadable",
+                    f"{_at(at)}embedded JSON cannot be read ({type(exc).__name__}): the audit "
+                    "cannot check it; repair it or remove it",
+                )
+            )
+            continue
+        for part, frame in _json_tables(doc):
+            out.extend(
+                check_table(frame, zone=zone, path=path, ctx=ctx, where=_join(at, part, sep=" "))
             )
     return out
 
@@ -960,6 +1002,29 @@ def scan_publish_manifest(version: Path, *, zone: str = "publish") -> list[Findi
             out.append(Finding(zone, rel, "missing_file", "listed in the manifest, not on disk"))
         elif sha256_file(path) != digest:
             out.append(Finding(zone, rel, "checksum", "SHA-256 differs from the manifest"))
+    return out
+
+
+def scan_publish_dashboard(version: Path, *, zone: str = "publish") -> list[Finding]:
+    """The dashboard of a public version against its published tables: every table it
+    embeds must equal one of them, and it may name no other host
+    (:func:`reports.dashboard.check_dashboard`). A version without one has nothing to check."""
+    if not (version / "dashboard").is_dir():
+        return []
+    from reports.dashboard import SITE, DashboardError, check_dashboard
+
+    try:
+        doc = json.loads((version / "manifest.json").read_text())
+        years = {t: d.get("year") for t, d in dict(doc.get("tasks", {})).items()}
+        problems = check_dashboard(version, years=years)
+    except (OSError, ValueError, AttributeError, DashboardError) as exc:
+        problems = [f"{version / SITE}: cannot be checked ({type(exc).__name__})"]
+    out = []
+    for line in problems:
+        where, _, detail = line.partition(": ")
+        inside = where.startswith(str(version))
+        rel = Path(where).relative_to(version).as_posix() if inside else where
+        out.append(Finding(zone, rel, "dashboard_content", detail))
     return out
 
 
