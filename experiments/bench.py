@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -44,11 +45,15 @@ def bench_models(
     n_jobs: int = 2,
     progress: Callable[[str], None] = lambda _m: None,
     world_dir: Path | None = None,
+    client: Any = None,
 ) -> pd.DataFrame:
-    """Run the benchmark of *task_name*; returns the leaderboard (also logged)."""
+    """Run the benchmark of *task_name*; returns the leaderboard (also logged). With a
+    Dask *client*, LightGBM fits on the cluster; the baselines fit here."""
     task = get_task(task_name)
     cfg = load_config(default_config_path(task_name))
-    prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir)
+    prep = prepare(
+        cfg, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir, client=client
+    )
     frame, oracle = prep.frame, prep.oracle
     metric = tracking.PRIMARY[task_name]
     tags = prep.tags(",".join(models), "bench")

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,26 +111,55 @@ def profiles(
     sv = E.explain(model, X[rows], features, n_jobs=settings.n_jobs)
     seconds = time.perf_counter() - t0
     ind = E.indicators(sv, X, min_count=settings.min_count)
+    totals = profile_totals(task, sv, weight, areas.iloc[rows], ind, areas)
+    return profiles_from_totals(task, totals, features), len(rows), seconds
+
+
+def _group(task: str) -> str | None:
+    return "age_group" if task == "jonge_aanwas" else None
+
+
+def profile_totals(
+    task: str,
+    sv: E.ShapValues,
+    weight: np.ndarray,
+    areas_s: pd.DataFrame,
+    ind: np.ndarray,
+    areas: pd.DataFrame,
+) -> pd.DataFrame:
+    """The area sums behind the profiles (:func:`models.explain.area_totals`), with a
+    ``cells`` column: turnover sums wijk x branch cells and gemeente x branch cells apart
+    ("wijk", "gemeente"); the unit tasks have one set ("all"). Sums of disjoint units add up
+    (:func:`models.explain.add_totals`), so cluster partitions each return their own."""
     if task != "branch_turnover":
-        group = "age_group" if task == "jonge_aanwas" else None
-        out = E.area_profiles(sv, weight, areas.iloc[rows], ind, areas, group=group)
-        return out, len(rows), seconds
-    # turnover: wijk rows from the wijk x branch cells, the rest from the gemeente x branch cells
+        totals = E.area_totals(sv, weight, areas_s, ind, areas, group=_group(task))
+        return totals.assign(cells="all")
     parts = []
-    for level, keep in (("wijk", ("wijk",)), ("gemeente", ("gemeente", "riec", "nederland"))):
+    for level in ("wijk", "gemeente"):
         on = (areas["cell_level"] == level).to_numpy()
-        on_s = on[rows]
+        on_s = (areas_s["cell_level"] == level).to_numpy()
         sub = E.ShapValues(sv.values[on_s], sv.base, sv.data[on_s], sv.features, sv.output)
         cols = (
             ["wijk_code", "gemeente_code", "riec_code"]
             if level == "wijk"
             else ["gemeente_code", "riec_code"]
         )
-        prof = E.area_profiles(
-            sub, weight[on_s], areas.iloc[rows[on_s]][cols], ind[on], areas.loc[on, cols]
-        )
+        totals = E.area_totals(sub, weight[on_s], areas_s.loc[on_s, cols], ind[on], areas[on][cols])
+        parts.append(totals.assign(cells=level))
+    return pd.concat(parts, ignore_index=True)
+
+
+def profiles_from_totals(task: str, totals: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The area driver profiles from :func:`profile_totals`; turnover takes its wijk rows
+    from the wijk x branch cells and the rest from the gemeente x branch cells."""
+    if task != "branch_turnover":
+        return E.profiles_from_totals(totals.drop(columns="cells"), features, group=_group(task))
+    parts = []
+    for level, keep in (("wijk", ("wijk",)), ("gemeente", ("gemeente", "riec", "nederland"))):
+        sub = totals[totals["cells"] == level].drop(columns="cells").reset_index(drop=True)
+        prof = E.profiles_from_totals(sub, features)
         parts.append(prof[prof["level"].isin(keep)])
-    return pd.concat(parts, ignore_index=True), len(rows), seconds
+    return pd.concat(parts, ignore_index=True)
 
 
 def explain_run(
@@ -141,8 +171,24 @@ def explain_run(
     settings: ExplainSettings | None = None,
     progress: Callable[[str], None] = lambda _m: None,
     world_dir: Path | None = None,
+    client: Any = None,
 ) -> ExplainResult:
-    """Explain the champion of *task* (or *run_id*): global views into the run, profiles to DATA."""
+    """Explain the champion of *task* (or *run_id*): global views into the run, profiles to
+    DATA. With a Dask *client*: on the cluster, exact for every unit
+    (:func:`experiments.distributed.explain_table`)."""
+    if client is not None:
+        from experiments.distributed import explain_table
+
+        return explain_table(
+            client,
+            task,
+            data_dir=data_dir,
+            tracking_uri=tracking_uri,
+            run_id=run_id,
+            settings=settings,
+            progress=progress,
+            world_dir=world_dir,
+        )
     settings = settings or ExplainSettings()
     spec = get_task(task)
     t_start = time.perf_counter()

@@ -102,8 +102,8 @@ def load_run_model(
     return Scored(run, model, features, int(run.data.params["holdout_year"]))
 
 
-def publication_frame(task: str, scored: Scored, data_dir: Path) -> pd.DataFrame:
-    """Meta columns and the run's features of the publication year, from the feature table."""
+def checked_table(task: str, scored: Scored, data_dir: Path) -> Path:
+    """The feature table of *task*, checked against its stamp, the world and the catalogue."""
     path = data_dir / "features" / f"{task}.parquet"
     if not path.exists():
         raise PredictError(f"{path}: no feature table; run `zicht features {task}` first")
@@ -111,36 +111,83 @@ def publication_frame(task: str, scored: Scored, data_dir: Path) -> pd.DataFrame
     check_feature_table(
         path, task, scored.features, fingerprint=fingerprint, cache=HashCache(data_dir / ".zicht")
     )
+    return path
+
+
+def publication_frame(task: str, scored: Scored, data_dir: Path) -> pd.DataFrame:
+    """Meta columns and the run's features of the publication year, from the feature table."""
+    path = checked_table(task, scored, data_dir)
     return pd.read_parquet(
         path, columns=[*META[task], *scored.features], filters=[("year", "==", scored.year)]
     )
 
 
-def predict(task: str, *, data_dir: Path, tracking_uri: str, world_dir: Path | None = None) -> Path:
-    """Write ``DATA/predictions/<task>.parquet`` for the publication year; returns its path."""
+def score_rows(
+    task: str, model: Any, frame: pd.DataFrame, features: list[str], calibrator: Any = None
+) -> pd.DataFrame:
+    """The meta columns (less the label) of *frame* and the model's output for its rows:
+    ``score`` and the calibrated ``probability`` (binary), or the float64 ``expected_log``
+    and ``realised_log`` (turnover, whose flags need every row: :func:`finish_predictions`).
+    Row by row, so partitions of a cluster score the same values."""
     spec = get_task(task)
-    scored = load_run_model(task, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir)
-    run_id, model, features = scored.run.info.run_id, scored.model, scored.features
-    frame = publication_frame(task, scored, data_dir)
     X = frame[features].to_numpy(np.float32)
     out = frame[list(META[task])].drop(columns=["label"]).copy()
     if spec.kind == "binary":
         score = model.predict_proba(X)[:, 1]
-        bins_dir = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="metrics"))
-        cal = calibrator_from_bins(pd.read_csv(bins_dir / "calibration_bins.csv"))
         out["score"] = score.astype(np.float32)
-        out["probability"] = cal.predict(score).astype(np.float32)
+        out["probability"] = calibrator.predict(score).astype(np.float32)
     else:
-        expected = model.predict(X)
+        out["expected_log"] = model.predict(X)
+        if SIZE_COLUMN in frame:  # the size class of the flags' robust z
+            out[SIZE_COLUMN] = frame[SIZE_COLUMN].to_numpy()
+        out["realised_log"] = frame["label"].to_numpy(np.float32)
+    return out
+
+
+def finish_predictions(task: str, out: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """The prediction table from :func:`score_rows` of every row: turnover's deviation
+    ratio, robust z (over all cells) and flag; the run id."""
+    if get_task(task).kind == "regression":
+        expected = out["expected_log"].to_numpy(np.float64)
+        size = out.pop(SIZE_COLUMN).to_numpy() if SIZE_COLUMN in out else None
         ratio, z, flag = deviation_flags(
-            frame["label"].to_numpy(),
-            expected,
-            establishments=frame[SIZE_COLUMN].to_numpy() if SIZE_COLUMN in frame else None,
+            out["realised_log"].to_numpy(), expected, establishments=size
         )
         out["expected_log"] = expected.astype(np.float32)
-        out["realised_log"] = frame["label"].to_numpy(np.float32)
         out["deviation_ratio"] = ratio.astype(np.float32)
         out["robust_z"] = z.astype(np.float32)
         out["flag"] = flag
     out["run_id"] = run_id
+    return out
+
+
+def run_calibrator(task: str, scored: Scored) -> Any:
+    """The calibration map logged with the run (binary tasks; None for turnover)."""
+    if get_task(task).kind != "binary":
+        return None
+    rid = scored.run.info.run_id
+    bins_dir = Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="metrics"))
+    return calibrator_from_bins(pd.read_csv(bins_dir / "calibration_bins.csv"))
+
+
+def predict(
+    task: str,
+    *,
+    data_dir: Path,
+    tracking_uri: str,
+    world_dir: Path | None = None,
+    client: Any = None,
+) -> Path:
+    """Write ``DATA/predictions/<task>.parquet`` for the publication year; returns its path.
+    With a Dask *client* the row groups are scored on the cluster (the same values)."""
+    scored = load_run_model(task, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir)
+    calibrator = run_calibrator(task, scored)
+    if client is not None:
+        from experiments.distributed import score_table
+
+        out = score_table(client, task, scored, data_dir, calibrator)
+    else:
+        frame = publication_frame(task, scored, data_dir)
+        out = score_rows(task, scored.model, frame, scored.features, calibrator)
+    out = finish_predictions(task, out, scored.run.info.run_id)
     return write_parquet_atomic(out, data_dir / "predictions" / f"{task}.parquet")

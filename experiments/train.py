@@ -24,7 +24,14 @@ from features.guard import check_selection
 from features.tables import META, check_feature_table
 from microdata.integrity import HashCache
 from microdata.io import data_fingerprint, generator_manifest, world_hash_cache
-from models.evaluation import Evaluation, FeatureRows, Protocol, evaluate, protocol_for
+from models.evaluation import (
+    Evaluation,
+    FeatureRows,
+    FitModels,
+    Protocol,
+    evaluate,
+    protocol_for,
+)
 from models.tasks import TaskSpec, get_task
 
 #: The national plan (evaluation always scores every unit):
@@ -133,9 +140,12 @@ class Prepared:
     seed: str
     config: ExperimentConfig | None = None
     rows: FeatureRows | None = None  # the features, streamed, when *frame* holds meta only
+    fit_models: FitModels | None = None  # LightGBM's fits on a Dask cluster (--cluster)
 
     def tags(self, model_name: str, kind: str) -> dict[str, str]:
+        cluster = self.fit_models is not None and model_name == "lightgbm"
         return {
+            **({"zicht.fit": "lightgbm.dask"} if cluster else {}),
             "zicht.task": self.task.name,
             "zicht.model": model_name,
             "zicht.kind": kind,
@@ -165,7 +175,8 @@ class Prepared:
         self, model_name: str, params: dict[str, Any] | None = None, n_jobs: int = 2
     ) -> Evaluation:
         """Evaluate *model_name* with the config's parameters and *params* on top; baselines
-        fit on at most :data:`BASELINE_MAX_ROWS` rows."""
+        fit on at most :data:`BASELINE_MAX_ROWS` rows; on a cluster LightGBM fits every row."""
+        cluster = self.fit_models if model_name == "lightgbm" else None
         return evaluate(
             self.frame,
             self.task,
@@ -179,8 +190,9 @@ class Prepared:
             random_state=int(self.seed or 0),
             n_jobs=n_jobs,
             max_train_rows=None if model_name == "lightgbm" else BASELINE_MAX_ROWS,
-            max_fit_rows=LIGHTGBM_MAX_FIT_ROWS,
+            max_fit_rows=None if cluster else LIGHTGBM_MAX_FIT_ROWS,
             rows=self.rows,
+            fit_models=cluster,
         )
 
 
@@ -191,10 +203,12 @@ def prepare(
     tracking_uri: str,
     n_folds: int = 5,
     world_dir: Path | None = None,
+    client: Any = None,
 ) -> Prepared:
     """Check the config, connect to MLflow (fail fast), read features, protocol and oracle.
 
-    *world_dir* is the world or extract the features were built from (default DATA/world).
+    *world_dir* is the world or extract the features were built from (default DATA/world);
+    with a Dask *client*, LightGBM fits on the cluster (:class:`models.dask_fit.DaskFit`).
     """
     task = get_task(cfg.task)
     check_selection(cfg.features)
@@ -219,6 +233,11 @@ def prepare(
     km2 = dict(
         zip(buurt["area_code"].astype(str), buurt["land_area_km2"].astype(float), strict=True)
     )
+    fit_models = None
+    if client is not None:
+        from models.dask_fit import DaskFit
+
+        fit_models = DaskFit(client, path, list(cfg.features), task, protocol.train_years)
     return Prepared(
         task,
         list(cfg.features),
@@ -232,6 +251,7 @@ def prepare(
         seed,
         cfg,
         rows,
+        fit_models,
     )
 
 
@@ -299,6 +319,7 @@ def train(
     n_folds: int = 5,
     n_jobs: int = 2,
     progress: Callable[[str], None] = lambda _m: None,
+    client: Any = None,
 ) -> TrainResult:
     """Evaluate and fit *model_name* on the task of *cfg*, and log one run.
 
@@ -306,7 +327,9 @@ def train(
     (or is swept to KILLED by the next tracked command), never FINISHED.
     """
     progress("reading features")
-    prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri, n_folds=n_folds)
+    prep = prepare(
+        cfg, data_dir=data_dir, tracking_uri=tracking_uri, n_folds=n_folds, client=client
+    )
     with tracking.run(
         cfg.task, run_name=f"{model_name}-train", tags=prep.tags(model_name, "train")
     ) as active:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,10 +125,50 @@ def build_task_year(
     w: b.WorldFrames, task: str, t: int, features: Sequence[str], *, window: int = params.WINDOW
 ) -> pd.DataFrame:
     """The feature table of *task* for reference year *t*: meta columns, then *features*."""
+    return build_task_part(w, task, t, features, window=window).frame
+
+
+@dataclass(frozen=True)
+class TablePart:
+    """Rows of one reference year's feature table, and where each sits in the whole year."""
+
+    frame: pd.DataFrame
+    positions: np.ndarray  # int64: row position in :func:`build_task_year`'s table of the year
+
+
+def unit_gemeente(w: b.WorldFrames, buurt_idx: np.ndarray) -> np.ndarray:
+    """The gemeente code of each buurt index ("" where the buurt is unknown)."""
+    codes_ = np.append(w.buurten["gemeente_code"].astype(str).to_numpy(), "")
+    return codes_[np.where(np.asarray(buurt_idx) >= 0, buurt_idx, len(codes_) - 1)]
+
+
+def build_task_part(
+    w: b.WorldFrames,
+    task: str,
+    t: int,
+    features: Sequence[str],
+    *,
+    window: int = params.WINDOW,
+    gemeenten: Collection[str] | None = None,
+    snapshot: b.Snapshot | None = None,
+) -> TablePart:
+    """The rows of *task*'s table for year *t* whose unit lies in one of *gemeenten* ("" for
+    units without a known buurt; None: every unit), in the order of the whole year's table.
+
+    Every feature of a unit is computed from the whole world (family, neighbouring buurten,
+    area indicators), so a part's rows equal those rows of the whole table; *snapshot* (the
+    world at the end of ``t - 1``) may be shared between the parts of one year.
+    """
     check_selection(features)
-    snap = b.Snapshot(w, t - 1)
+    snap = snapshot if snapshot is not None else b.Snapshot(w, t - 1)
+    if snap.y != t - 1:
+        raise ValueError(f"the snapshot is of {snap.y}, reference year {t} needs {t - 1}")
+    keep: np.ndarray | None = None
     if task == "jonge_aanwas":
         ids = b.person_population(snap)
+        if gemeenten is not None:
+            keep = np.isin(unit_gemeente(w, snap.person_buurt[ids]), list(gemeenten))
+            ids = ids[keep]
         feats = b.person_features(snap, ids)
         codes = b.area_codes(w, snap.person_buurt[ids])
         meta = {
@@ -140,6 +180,9 @@ def build_task_year(
         }
     elif task == "hennep":
         ids = b.dwelling_population(snap)
+        if gemeenten is not None:
+            keep = np.isin(unit_gemeente(w, w.dwelling_buurt[ids]), list(gemeenten))
+            ids = ids[keep]
         feats = b.dwelling_features(snap, ids)
         codes = b.area_codes(w, w.dwelling_buurt[ids])
         meta = {
@@ -150,6 +193,12 @@ def build_task_year(
         }
     elif task == "branch_turnover":
         cells = b.cell_population(w, t)
+        if gemeenten is not None:
+            areas = w["areas"].set_index("area_code")
+            own = areas["gemeente_code"].astype(str).reindex(cells["area_code"]).to_numpy()
+            gm = np.where(cells["level"].to_numpy() == "gemeente", cells["area_code"], own)
+            keep = np.isin(pd.Series(gm).fillna("").astype(str).to_numpy(), list(gemeenten))
+            cells = cells[keep].reset_index(drop=True)
         feats = b.cell_features(snap, cells)
         riec = w["areas"].set_index("area_code")["riec_code"].astype(str)
         meta = {
@@ -167,7 +216,8 @@ def build_task_year(
         raise ValueError(f"unknown task {task!r}; choose hennep, jonge_aanwas or branch_turnover")
     frame = pd.DataFrame({**meta, **{f: feats[f] for f in features}})
     check_frame(frame, meta=META[task])
-    return frame
+    positions = np.arange(len(frame), dtype=np.int64) if keep is None else np.flatnonzero(keep)
+    return TablePart(frame, positions)
 
 
 def feature_schema(task: str, features: Sequence[str]) -> pa.DataFrameSchema:
@@ -374,39 +424,65 @@ def write_feature_table(
             if audit is not None and t == years[0]:
                 # the columns are the same code every year: one audited year suffices
                 check_copies(audit(w, frame), threshold=copy_threshold)
-            try:
-                frame = schema.validate(frame)
-            except pa.errors.SchemaError as exc:  # a world the validator would reject
-                raise WorldFileError(
-                    f"{out_path}: column {exc.schema.name}: {str(exc).splitlines()[0]} "
-                    f"(reference year {t}); the world's tables do not fit together; fix: run "
-                    "`zicht world validate` and correct what it lists"
-                ) from None
-            table = pa_arrow.Table.from_pandas(frame, preserve_index=False)
+            table = year_table(schema, frame, out_path, t)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table.cast(writer.schema), row_group_size=1_000_000)
+            writer.write_table(table.cast(writer.schema), row_group_size=ROW_GROUP_ROWS)
         if writer is not None:
             writer.close()
             writer = None
-        # after the build, so a world with broken tables gets the schema's own message first
-        fingerprint = data_fingerprint(world_dir, cache=world_hash_cache(world_dir))
-        check_feature_values(tmp, features)
-        stamp = {
-            "task": task,
-            "table": out_path.name,
-            "sha256": sha256_file(tmp),
-            "bytes": tmp.stat().st_size,
-            "features": list(features),
-            "config": dict(config) if config is not None else None,
-            "world_fingerprint": fingerprint,
-            "years": [int(t) for t in years],
-            "written_by": "zicht features",
-        }
-        os.replace(tmp, out_path)
-        _write_stamp(out_path, stamp)
+        finish_feature_table(tmp, out_path, task, features, world_dir, years, config)
     finally:
         if writer is not None:
             writer.close()
         tmp.unlink(missing_ok=True)
     return out_path
+
+
+#: rows per Parquet row group of a feature table (one reference year spans one or more)
+ROW_GROUP_ROWS = 1_000_000
+
+
+def year_table(
+    schema: pa.DataFrameSchema, frame: pd.DataFrame, out_path: Path, t: int
+) -> pa_arrow.Table:
+    """One reference year's rows, checked against the table's schema, as Arrow; a world the
+    validator would reject gets :class:`WorldFileError` naming the column and the fix."""
+    try:
+        frame = schema.validate(frame)
+    except pa.errors.SchemaError as exc:
+        raise WorldFileError(
+            f"{out_path}: column {exc.schema.name}: {str(exc).splitlines()[0]} "
+            f"(reference year {t}); the world's tables do not fit together; fix: run "
+            "`zicht world validate` and correct what it lists"
+        ) from None
+    return pa_arrow.Table.from_pandas(frame, preserve_index=False)
+
+
+def finish_feature_table(
+    tmp: Path,
+    out_path: Path,
+    task: str,
+    features: Sequence[str],
+    world_dir: Path,
+    years: Sequence[int],
+    config: Mapping[str, Any] | None,
+) -> None:
+    """Check the values of the table written to *tmp*, move it to *out_path* and write its
+    stamp (SHA-256, features, *config*, world fingerprint)."""
+    # after the build, so a world with broken tables gets the schema's own message first
+    fingerprint = data_fingerprint(world_dir, cache=world_hash_cache(world_dir))
+    check_feature_values(tmp, features)
+    stamp = {
+        "task": task,
+        "table": out_path.name,
+        "sha256": sha256_file(tmp),
+        "bytes": tmp.stat().st_size,
+        "features": list(features),
+        "config": dict(config) if config is not None else None,
+        "world_fingerprint": fingerprint,
+        "years": [int(t) for t in years],
+        "written_by": "zicht features",
+    }
+    os.replace(tmp, out_path)
+    _write_stamp(out_path, stamp)

@@ -117,6 +117,22 @@ class FeatureRows(TypingProtocol):
         ...
 
 
+class FitModels(TypingProtocol):
+    """Fits the fold models and the final model on every training row (*fit_idx*: row
+    positions of the training years; *folds*, *groups*: every row's fold and gemeente)."""
+
+    def __call__(
+        self,
+        est: BaseEstimator,
+        *,
+        fit_idx: np.ndarray,
+        folds: np.ndarray,
+        groups: np.ndarray,
+        categorical: list[int],
+        n_folds: int,
+    ) -> tuple[list[BaseEstimator], BaseEstimator]: ...
+
+
 class FrameRows:
     """:class:`FeatureRows` over an in-memory frame (converted chunk by chunk)."""
 
@@ -209,6 +225,7 @@ def evaluate(
     max_train_rows: int | None = None,
     max_fit_rows: int | None = None,
     rows: FeatureRows | None = None,
+    fit_models: FitModels | None = None,
 ) -> Evaluation:
     """Cross-validate, hold out the last year, and fit the final model.
 
@@ -219,6 +236,10 @@ def evaluate(
     * *max_train_rows*: a seeded uniform sample (the baselines; keeps the base rate);
     * *max_fit_rows*: every positive and a sample of the negatives, corrected by the
       log-odds offset of :func:`negative_sample` (LightGBM on a binary task only).
+
+    *fit_models* replaces the in-process fits (the fold models and the final model), e.g.
+    :class:`models.dask_fit.DaskFit` on a Dask cluster; it fits every training row, so it
+    takes no sampling plan.
     """
     est, cat = _estimator(task, features, model_name, protocol, params, random_state, n_jobs)
     y_all = frame[task.label].to_numpy()
@@ -246,15 +267,27 @@ def evaluate(
     # the fits: every fold model and the final model read one shared subset of rows
     t0 = time.perf_counter()
     fit_idx = np.flatnonzero(train & fit_rows)
-    X_fit, y_fit, f_fit = source.take(fit_idx), y[fit_idx], folds[fit_idx]
-    models = [
-        _fit(clone(est), X_fit[f_fit != k], y_fit[f_fit != k], model_name, cat, offset)
-        for k in range(protocol.n_folds)
-    ]
-    # the final model: all training years; it also predicts the hold-out year
-    final = _fit(clone(est), X_fit, y_fit, model_name, cat, offset)
+    if fit_models is not None:
+        if len(fit_idx) != int(train.sum()) or offset:
+            raise ValueError("fit_models fits every training row: pass no sampling plan")
+        models, final = fit_models(
+            est,
+            fit_idx=fit_idx,
+            folds=folds,
+            groups=groups,
+            categorical=cat,
+            n_folds=protocol.n_folds,
+        )
+    else:
+        X_fit, y_fit, f_fit = source.take(fit_idx), y[fit_idx], folds[fit_idx]
+        models = [
+            _fit(clone(est), X_fit[f_fit != k], y_fit[f_fit != k], model_name, cat, offset)
+            for k in range(protocol.n_folds)
+        ]
+        # the final model: all training years; it also predicts the hold-out year
+        final = _fit(clone(est), X_fit, y_fit, model_name, cat, offset)
+        del X_fit
     fit_seconds = time.perf_counter() - t0
-    del X_fit
 
     # one streaming pass: out-of-fold scores for the training years, the final model's
     # scores for the hold-out year

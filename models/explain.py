@@ -203,14 +203,23 @@ def value_bins(x: np.ndarray, *, n_bins: int = N_BINS, min_count: int = 10) -> n
     if not finite.any():
         return out
     xf = x[finite]
-    uniq = np.unique(xf)
-    if len(uniq) <= n_bins:
-        edges = uniq[1:]
-    else:
-        edges = np.unique(np.quantile(xf, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    edges = _bin_edges(xf, np.unique(xf), n_bins)
     idx = np.searchsorted(edges, xf, side="right")
     counts = np.bincount(idx, minlength=len(edges) + 1)
-    # merge small bins into a neighbour: walk left to right, carrying a small remainder
+    out[finite] = _merge_small(counts, min_count)[idx]
+    return out
+
+
+def _bin_edges(xf: np.ndarray, uniq: np.ndarray, n_bins: int) -> np.ndarray:
+    """Upper-exclusive bin edges of the finite values *xf* (sorted unique values *uniq*)."""
+    if len(uniq) <= n_bins:
+        return uniq[1:]
+    return np.unique(np.quantile(xf, np.linspace(0, 1, n_bins + 1)[1:-1]))
+
+
+def _merge_small(counts: np.ndarray, min_count: int) -> np.ndarray:
+    """New bin of each raw bin: small bins merge into a neighbour, walking left to right and
+    carrying a small remainder; a small tail joins the last full bin."""
     new = np.empty(len(counts), dtype=np.int64)
     current, acc = 0, 0
     for b, c in enumerate(counts):
@@ -218,10 +227,9 @@ def value_bins(x: np.ndarray, *, n_bins: int = N_BINS, min_count: int = 10) -> n
         acc += c
         if acc >= min_count:
             current, acc = current + 1, 0
-    if acc and current > 0:  # a small tail joins the last full bin
+    if acc and current > 0:
         new[new == current] = current - 1
-    out[finite] = new[idx]
-    return out
+    return new
 
 
 def binned_summary(
@@ -271,29 +279,105 @@ def indicators(sv: ShapValues, X_all: np.ndarray, *, min_count: int = 10) -> np.
     The range is learnt on the explained units *sv* (the bins with positive mean SHAP) and
     applied to every unit of *X_all*, so prevalences count all units, not a sample.
     """
-    X_all = np.asarray(X_all, dtype=np.float64)
-    out = np.zeros(X_all.shape, dtype=bool)
-    for j in range(len(sv.features)):
+    return indicator_ranges(value_stats(sv), min_count=min_count).apply(X_all)
+
+
+@dataclass(frozen=True)
+class ValueStats:
+    """Per feature, what :func:`indicators` learns from: the explained units' distinct finite
+    values (sorted) with their unit counts and SHAP sums, and the missing values' count and
+    SHAP sum. Stats of disjoint sets of units add up (:func:`merge_value_stats`), so a
+    cluster can learn the same ranges as one process without gathering unit rows."""
+
+    values: tuple[np.ndarray, ...]
+    counts: tuple[np.ndarray, ...]
+    shap_sums: tuple[np.ndarray, ...]
+    missing: np.ndarray  # (p,) units with a missing value
+    missing_shap: np.ndarray  # (p,) their SHAP sum
+
+
+def value_stats(sv: ShapValues) -> ValueStats:
+    """The :class:`ValueStats` of the explained units *sv*."""
+    vals, cnts, sums = [], [], []
+    p = len(sv.features)
+    missing, missing_shap = np.zeros(p), np.zeros(p)
+    for j in range(p):
         x = sv.data[:, j].astype(np.float64)
         finite = np.isfinite(x)
-        b = value_bins(x, min_count=min_count)
-        s = sv.values[:, j]
-        if not finite.any():
-            continue
-        nb = int(b.max()) + 1
-        sums = np.bincount(b[finite], weights=s[finite], minlength=nb)
-        cnt = np.bincount(b[finite], minlength=nb)
-        positive = sums / np.maximum(cnt, 1) > 0
-        # bin upper edges on the explained sample, applied to all units
-        upper = np.array([x[finite][b[finite] == k].max() for k in range(nb)])
-        xa = X_all[:, j]
-        fa = np.isfinite(xa)
-        k = np.minimum(np.searchsorted(upper, xa[fa], side="left"), nb - 1)
-        out[fa, j] = positive[k]
-        miss = ~finite
-        if miss.sum() >= min_count and not fa.all():
-            out[~fa, j] = s[miss].mean() > 0
-    return out
+        u, inv, c = np.unique(x[finite], return_inverse=True, return_counts=True)
+        vals.append(u)
+        cnts.append(c.astype(np.int64))
+        sums.append(np.bincount(inv, weights=sv.values[finite, j], minlength=len(u)))
+        missing[j] = (~finite).sum()
+        missing_shap[j] = sv.values[~finite, j].sum()
+    return ValueStats(tuple(vals), tuple(cnts), tuple(sums), missing, missing_shap)
+
+
+def merge_value_stats(parts: Sequence[ValueStats]) -> ValueStats:
+    """The stats of the union of disjoint sets of units."""
+    p = len(parts[0].values)
+    vals, cnts, sums = [], [], []
+    for j in range(p):
+        v = np.concatenate([s.values[j] for s in parts])
+        u, inv = np.unique(v, return_inverse=True)
+        vals.append(u)
+        c = np.concatenate([s.counts[j] for s in parts])
+        cnts.append(np.bincount(inv, weights=c, minlength=len(u)).astype(np.int64))
+        w = np.concatenate([s.shap_sums[j] for s in parts])
+        sums.append(np.bincount(inv, weights=w, minlength=len(u)))
+    missing = np.sum([s.missing for s in parts], axis=0)
+    missing_shap = np.sum([s.missing_shap for s in parts], axis=0)
+    return ValueStats(tuple(vals), tuple(cnts), tuple(sums), missing, missing_shap)
+
+
+@dataclass(frozen=True)
+class IndicatorRanges:
+    """Per feature the risk-raising range learnt by :func:`indicator_ranges`: the bins'
+    upper edges, which bins raise the risk, and whether a missing value does."""
+
+    upper: tuple[np.ndarray, ...]
+    positive: tuple[np.ndarray, ...]
+    missing: tuple[bool | None, ...]  # None: leave missing values off the indicator
+
+    def apply(self, X_all: np.ndarray) -> np.ndarray:
+        """Boolean (n, p): each unit's value lies in the feature's risk-raising range."""
+        X_all = np.asarray(X_all, dtype=np.float64)
+        out = np.zeros(X_all.shape, dtype=bool)
+        for j in range(X_all.shape[1]):
+            upper, positive = self.upper[j], self.positive[j]
+            if len(upper) == 0:
+                continue
+            xa = X_all[:, j]
+            fa = np.isfinite(xa)
+            k = np.minimum(np.searchsorted(upper, xa[fa], side="left"), len(upper) - 1)
+            out[fa, j] = positive[k]
+            if self.missing[j] is not None and not fa.all():
+                out[~fa, j] = self.missing[j]
+        return out
+
+
+def indicator_ranges(stats: ValueStats, *, min_count: int = 10) -> IndicatorRanges:
+    """The ranges :func:`indicators` learns, from :class:`ValueStats`: the same quantile
+    bins (the sorted values, repeated by their counts, have the quantiles of the units) and
+    the bins whose mean SHAP is positive. Missing values count when at least *min_count*
+    explained units have one (and are then judged by their mean SHAP)."""
+    uppers, positives, missing = [], [], []
+    for j, (u, c, s) in enumerate(zip(stats.values, stats.counts, stats.shap_sums, strict=True)):
+        if not len(u):
+            uppers.append(np.empty(0))
+            positives.append(np.empty(0, dtype=bool))
+        else:
+            edges = _bin_edges(np.repeat(u, c), u, N_BINS)
+            idx = np.searchsorted(edges, u, side="right")
+            b = _merge_small(np.bincount(idx, weights=c, minlength=len(edges) + 1), min_count)[idx]
+            nb = int(b.max()) + 1
+            sums = np.bincount(b, weights=s, minlength=nb)
+            cnt = np.bincount(b, weights=c, minlength=nb)
+            positives.append(sums / np.maximum(cnt, 1) > 0)
+            uppers.append(np.array([u[b == k].max() for k in range(nb)]))
+        miss = stats.missing[j]
+        missing.append(bool(stats.missing_shap[j] / miss > 0) if miss >= min_count else None)
+    return IndicatorRanges(tuple(uppers), tuple(positives), tuple(missing))
 
 
 def _random_rank(
@@ -372,10 +456,26 @@ def area_profiles(
     prevalences, which are exact counts). Means are weighted, so ``mean × n`` summed over
     the areas of a level equals the national total exactly.
     """
+    totals = area_totals(sv, weight, areas, indicator, all_areas, group=group)
+    return profiles_from_totals(totals, list(sv.features), group=group, top=top)
+
+
+def area_totals(
+    sv: ShapValues,
+    weight: np.ndarray,
+    areas: pd.DataFrame,
+    indicator: np.ndarray,
+    all_areas: pd.DataFrame,
+    *,
+    group: str | None = None,
+) -> pd.DataFrame:
+    """The sums behind :func:`area_profiles`, one row per (group, level, area): ``n`` (all
+    units), ``wsum`` (the explained units' weights), ``shap__<f>`` (weighted SHAP sums) and
+    ``count__<f>`` (units with the indicator). Totals of disjoint sets of units add up, so
+    partitions of a cluster can each return their own (``group`` is "total" for all)."""
     feats = list(sv.features)
     p = len(feats)
     groups = [None] if group is None else [None, *sorted(all_areas[group].dropna().unique())]
-    national_prev = indicator.mean(axis=0)
     rows = []
     for g in groups:
         sel = np.ones(len(areas), dtype=bool) if g is None else (areas[group] == g).to_numpy()
@@ -396,46 +496,100 @@ def area_profiles(
             )
             codes, ka = np.unique(keys_a.astype(str), return_inverse=True)
             ks = np.searchsorted(codes, keys_s.astype(str))
-            n_all = np.bincount(ka, minlength=len(codes))
             w = weight[sel]
-            wsum = np.bincount(ks, weights=w, minlength=len(codes))
             shap_sum = np.zeros((len(codes), p))
             for j in range(p):
                 shap_sum[:, j] = np.bincount(
                     ks, weights=w * sv.values[sel, j], minlength=len(codes)
                 )
-            if not np.allclose(wsum, n_all):
-                raise ExplainError(
-                    f"the sample weights do not restore the units of every {level} area; draw "
-                    "the sample within the smallest area (and group) with sample_per_area"
-                )
-            mean_shap = shap_sum / np.maximum(wsum, 1e-12)[:, None]
             counts = np.zeros((len(codes), p))
             ind = indicator[asel]
             for j in range(p):
                 counts[:, j] = np.bincount(ka, weights=ind[:, j], minlength=len(codes))
             frame = pd.DataFrame(
                 {
+                    "group": "total" if g is None else g,
                     "level": level,
                     "area_code": "NL" if col is None else codes,
-                    **({group: "total" if g is None else g} if group else {}),
-                    "n": n_all,
+                    "n": np.bincount(ka, minlength=len(codes)),
+                    "wsum": np.bincount(ks, weights=w, minlength=len(codes)),
                 }
             )
-            shap_cols = pd.DataFrame(mean_shap, columns=[f"shap__{f}" for f in feats])
+            shap_cols = pd.DataFrame(shap_sum, columns=[f"shap__{f}" for f in feats])
             count_cols = pd.DataFrame(counts, columns=[f"count__{f}" for f in feats])
-            frame = pd.concat([frame, shap_cols, count_cols], axis=1)
-            order = np.argsort(-mean_shap, axis=1, kind="stable")[:, :top]
-            for k in range(top):
-                jk = order[:, k]
-                positive = mean_shap[np.arange(len(codes)), jk] > 0
-                names = np.where(positive, np.asarray(feats, dtype=object)[jk], "")
-                cnt = counts[np.arange(len(codes)), jk]
-                frame[f"driver_{k + 1}"] = names
-                frame[f"driver_count_{k + 1}"] = np.where(positive, cnt, np.nan)
-                frame[f"driver_prevalence_{k + 1}"] = np.where(
-                    positive, cnt / np.maximum(n_all, 1), np.nan
-                )
-                frame[f"driver_national_{k + 1}"] = np.where(positive, national_prev[jk], np.nan)
-            rows.append(frame)
+            rows.append(pd.concat([frame, shap_cols, count_cols], axis=1))
+    return pd.concat(rows, ignore_index=True)
+
+
+def add_totals(parts: Sequence[pd.DataFrame], *, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """The :func:`area_totals` of the union of disjoint sets of units, in the order
+    :func:`area_totals` gives (group "total" first, then the levels, then the codes), within
+    the *extra* key columns (in order of appearance)."""
+    frame = pd.concat(parts, ignore_index=True)
+    keys = [*extra, "group", "level", "area_code"]
+    out = frame.groupby(keys, sort=False).sum().reset_index()
+    level_rank = {lv: i for i, lv in enumerate(AREA_LEVELS)}
+    order = pd.DataFrame(
+        {
+            **{f"x{i}": pd.factorize(out[c])[0] for i, c in enumerate(extra)},
+            "g": (out["group"] != "total").astype(int),
+            "gv": out["group"],
+            "lv": out["level"].map(level_rank),
+            "code": out["area_code"],
+        }
+    )
+    idx = order.sort_values(list(order.columns), kind="stable").index
+    return out.loc[idx, list(frame.columns)].reset_index(drop=True)
+
+
+def profiles_from_totals(
+    totals: pd.DataFrame, features: list[str], *, group: str | None = None, top: int = 3
+) -> pd.DataFrame:
+    """Area driver profiles (see :func:`area_profiles`) from :func:`area_totals`."""
+    feats = list(features)
+    shap_cols = [f"shap__{f}" for f in feats]
+    count_cols = [f"count__{f}" for f in feats]
+    nl = totals[(totals["group"] == "total") & (totals["level"] == "nederland")]
+    national_prev = nl[count_cols].to_numpy(np.float64)[0] / nl["n"].to_numpy()[0]
+    rows = []
+    for (g, level), part in totals.groupby(["group", "level"], sort=False):
+        n_all = part["n"].to_numpy()
+        wsum = part["wsum"].to_numpy(np.float64)
+        if not np.allclose(wsum, n_all):
+            raise ExplainError(
+                f"the sample weights do not restore the units of every {level} area; draw "
+                "the sample within the smallest area (and group) with sample_per_area"
+            )
+        mean_shap = part[shap_cols].to_numpy(np.float64) / np.maximum(wsum, 1e-12)[:, None]
+        counts = part[count_cols].to_numpy(np.float64)
+        m = len(part)
+        frame = pd.DataFrame(
+            {
+                "level": level,
+                "area_code": part["area_code"].to_numpy(),
+                **({group: g} if group else {}),
+                "n": n_all,
+            }
+        )
+        frame = pd.concat(
+            [
+                frame,
+                pd.DataFrame(mean_shap, columns=shap_cols),
+                pd.DataFrame(counts, columns=count_cols),
+            ],
+            axis=1,
+        )
+        order = np.argsort(-mean_shap, axis=1, kind="stable")[:, :top]
+        for k in range(top):
+            jk = order[:, k]
+            positive = mean_shap[np.arange(m), jk] > 0
+            names = np.where(positive, np.asarray(feats, dtype=object)[jk], "")
+            cnt = counts[np.arange(m), jk]
+            frame[f"driver_{k + 1}"] = names
+            frame[f"driver_count_{k + 1}"] = np.where(positive, cnt, np.nan)
+            frame[f"driver_prevalence_{k + 1}"] = np.where(
+                positive, cnt / np.maximum(n_all, 1), np.nan
+            )
+            frame[f"driver_national_{k + 1}"] = np.where(positive, national_prev[jk], np.nan)
+        rows.append(frame)
     return pd.concat(rows, ignore_index=True)
