@@ -61,6 +61,16 @@ class ExplainResult:
     seconds: float
 
 
+def categorical(features: list[str]) -> dict[str, tuple[str, ...]]:
+    """The categorical features among *features*, with their category names (the catalogue's):
+    SHAP bins them per category, never as a range of codes."""
+    from features.catalogue import CATALOGUE
+
+    return {
+        f: CATALOGUE[f].categories for f in features if f in CATALOGUE and CATALOGUE[f].categories
+    }
+
+
 def _areas(task: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Area columns of the units, and the strata a per-area sample is drawn within: the
     smallest area (and age group), so that the weights restore the units of every area."""
@@ -109,7 +119,7 @@ def profiles(
     t0 = time.perf_counter()
     sv = E.explain(model, X[rows], features, n_jobs=settings.n_jobs)
     seconds = time.perf_counter() - t0
-    ind = E.indicators(sv, X, min_count=settings.min_count)
+    ind = E.indicators(sv, X, min_count=settings.min_count, categories=categorical(features))
     if task != "branch_turnover":
         group = "age_group" if task == "jonge_aanwas" else None
         out = E.area_profiles(sv, weight, areas.iloc[rows], ind, areas, group=group)
@@ -165,7 +175,7 @@ def explain_run(
     sv = E.explain(scored.model, X[sample], features, n_jobs=settings.n_jobs)
     global_seconds = time.perf_counter() - t0
     importance = E.global_importance(sv)
-    binned = E.binned_summary(sv, min_count=settings.min_count)
+    binned = E.binned_summary(sv, min_count=settings.min_count, categories=categorical(features))
     _log_global(rid, task, model_name, sv, importance, binned, settings, global_seconds)
 
     progress("area driver profiles")
@@ -204,11 +214,14 @@ def _log_global(
             d / "global_importance.csv", index=False
         )
         binned.to_csv(d / "binned_summary.csv", index=False)
-        plots.shap_importance_plot(importance, d / "importance_bar.png", title=title)
+        out = sv.output
+        plots.shap_importance_plot(importance, d / "importance_bar.png", title=title, output=out)
         order = importance["feature"].tolist()[:20]
-        plots.shap_summary_plot(binned, d / "summary.png", title=title, order=order)
+        plots.shap_summary_plot(binned, d / "summary.png", title=title, order=order, output=out)
         for f in importance["feature"].head(settings.top_dependence):
-            plots.shap_dependence_plot(binned, d / f"dependence_{f}.png", feature=f, title=title)
+            plots.shap_dependence_plot(
+                binned, d / f"dependence_{f}.png", feature=f, title=title, output=out
+            )
         (d / "settings.json").write_text(
             json.dumps(
                 {
