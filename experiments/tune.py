@@ -52,8 +52,13 @@ def tune(
 
         def objective(trial: optuna.Trial) -> float:
             params = suggest(trial, model_name)
-            with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
-                mlflow.set_tags({**tags, "zicht.kind": "trial", "optuna.trial": str(trial.number)})
+            trial_tags = {**tags, "zicht.kind": "trial", "optuna.trial": str(trial.number)}
+            with tracking.child_run(
+                f"trial-{trial.number}",
+                tags=trial_tags,
+                detail=f"Trial {trial.number} of the study: CV of the parameters below; "
+                "pruned trials stop early (tag optuna.state). The parent run refits the best.",
+            ):
                 mlflow.log_params(params)
 
                 def report(fold: int, value: float) -> None:
@@ -76,7 +81,9 @@ def tune(
                 )
                 value = float(sum(scores) / len(scores))
                 mlflow.log_metric(metric, value)
-                progress(f"trial {trial.number}: {metric} {value:.4f}")
+                left = trials - trial.number - 1
+                nxt = f"trial {trial.number + 1}" if left > 0 else "refitting the best"
+                progress(f"trial {trial.number}: {metric} {value:.4f} (next: {nxt})")
                 return value
 
         study.optimize(objective, n_trials=trials)
