@@ -34,10 +34,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-#: the side-by-side search of docs/models.md, for the run table
-SIDE_BY_SIDE = " AND ".join(
-    f"tags.zicht.role != '{r}'" for r in ("challenger", "trial", "benchmark", "main model")
-)
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -119,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    from experiments.tracking import SIDE_BY_SIDE
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     client = MlflowClient()

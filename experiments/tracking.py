@@ -50,6 +50,12 @@ PURPOSE = {
     "main model": "the main model's row of the leaderboard (its train run competes)",
 }
 
+#: The run-table search that lists champions and baselines side by side (MLflow's search has
+#: no IN for tags, so it excludes the other roles)
+SIDE_BY_SIDE = " AND ".join(
+    f"tags.zicht.role != '{r}'" for r in ("challenger", "trial", "benchmark", "main model")
+)
+
 TASK_ABOUT = {
     "hennep": "Dismantled cannabis farms: the unit is a dwelling, the label a farm dismantled "
     "there in year *t*. Areas are ranked by expected farms per 1,000 dwellings.",
@@ -157,14 +163,16 @@ def experiment_description(task: str) -> str:
         "and **main model** (rows of a benchmark), **trial** (an Optuna trial). "
         f"The champion is the best `{metric}` among finished train and tune runs with the same "
         "`zicht.data_fingerprint` and `zicht.protocol`.\n\n"
-        f"**Metrics.** `{metric}` and every other metric is the mean over 5 gemeente-grouped "
-        "folds of the training years; `fold_<metric>` holds the folds as steps 0–4 (open its "
-        "chart: the run table shows only the last step); `holdout_<metric>` is the last "
+        f"**Metrics.** `{metric}` and every other metric is the mean over the gemeente-grouped "
+        "folds of the training years (param `n_folds`); `fold_<metric>` holds the folds as "
+        "steps 0, 1, … (open its chart: the run table shows only the last step); "
+        "`holdout_<metric>` is the last "
         "complete year, scored by the model fitted on earlier years. Durations are real: "
         "runs open before their work.\n\n"
-        "**Champions and baselines side by side**: search "
-        "`tags.zicht.role IN ('champion', 'baseline', 'main model')` and add the columns "
-        f"`{metric}`, `holdout_{metric}` and `fit_seconds` (docs/models.md, MLflow)."
+        "**Champions and baselines side by side**: search `"
+        + SIDE_BY_SIDE
+        + f"` and add the columns `{metric}`, `holdout_{metric}` and `fit_seconds` "
+        "(docs/models.md, section MLflow)."
     )
 
 

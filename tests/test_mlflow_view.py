@@ -80,6 +80,7 @@ def test_durations_are_real_and_folds_are_steps_on_a_tiny_run(tiny_run: Any) -> 
 
 def test_the_documented_search_lists_the_champion_and_its_baselines(tiny_run: Any) -> None:
     text = DOCS.read_text()
+    assert tracking.SIDE_BY_SIDE in text  # the run-table search, as the UI takes it
     block = re.search(r"<!-- side-by-side search.*?```python\n(.*?)```", text, re.S)
     assert block, "docs/models.md lost its side-by-side search"
     code = block.group(1).replace('"sqlite:///mlflow.db"', repr(tiny_run.store))
