@@ -417,36 +417,37 @@ def _judgement(status: object) -> str:
     return "–" if not isinstance(status, str) else status
 
 
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column of *frame*, or all missing when the table has none (every row suppressed)."""
+    return frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
+
+
+def _with_interval(frame: pd.DataFrame, name: str) -> list[str]:
+    """Column *name* with its ``_lo``/``_hi`` interval, as text per row."""
+    return [
+        interval_text(v, lo, hi)
+        for v, lo, hi in zip(
+            _column(frame, name),
+            _column(frame, f"{name}_lo"),
+            _column(frame, f"{name}_hi"),
+            strict=True,
+        )
+    ]
+
+
 def audit_group_view(groups: pd.DataFrame) -> pd.DataFrame:
     """The proxy audit's group table: judgement next to the group, intervals inline."""
     g = groups
-    get = lambda c: g[c] if c in g.columns else pd.Series(np.nan, index=g.index)  # noqa: E731
     return pd.DataFrame(
         {
             "group": g["group"],
-            "kind": get("group_kind").fillna("origin"),
-            "judgement": [_judgement(v) for v in get("status")],
-            "units": get("units"),
-            "mean score": [round_number(v) for v in get("mean_score")],
-            "observed rate": [round_number(v) for v in get("observed_rate")],
-            "calibration vs NL [95% CI]": [
-                interval_text(v, lo, hi)
-                for v, lo, hi in zip(
-                    get("relative_calibration"),
-                    get("relative_calibration_lo"),
-                    get("relative_calibration_hi"),
-                    strict=True,
-                )
-            ],
-            "false-positive rate [95% CI]": [
-                interval_text(v, lo, hi)
-                for v, lo, hi in zip(
-                    get("fpr_elevated"),
-                    get("fpr_elevated_lo"),
-                    get("fpr_elevated_hi"),
-                    strict=True,
-                )
-            ],
+            "kind": _column(g, "group_kind").fillna("origin"),
+            "judgement": [_judgement(v) for v in _column(g, "status")],
+            "units": _column(g, "units"),
+            "mean score": [round_number(v) for v in _column(g, "mean_score")],
+            "observed rate": [round_number(v) for v in _column(g, "observed_rate")],
+            "calibration vs NL [95% CI]": _with_interval(g, "relative_calibration"),
+            "false-positive rate [95% CI]": _with_interval(g, "fpr_elevated"),
         }
     )
 
@@ -455,25 +456,18 @@ def audit_gap_view(gaps: pd.DataFrame) -> pd.DataFrame:
     """The area-gap table: share of the group, the two gaps and their difference, each with
     its gemeente-bootstrap interval."""
     g = gaps
-    get = lambda c: g[c] if c in g.columns else pd.Series(np.nan, index=g.index)  # noqa: E731
-
-    def ci(col: str) -> list[str]:
-        return [
-            interval_text(v, lo, hi)
-            for v, lo, hi in zip(get(col), get(f"{col}_lo"), get(f"{col}_hi"), strict=True)
-        ]
-
+    high, low = _column(g, "share_high"), _column(g, "share_low")
     return pd.DataFrame(
         {
             "group": g["group"],
-            "judgement": [_judgement(v) for v in get("status")],
+            "judgement": [_judgement(v) for v in _column(g, "status")],
             "group's share, high / low buurten": [
                 "–" if not _finite(h) else f"{round_number(h)} / {round_number(lo)}"
-                for h, lo in zip(get("share_high"), get("share_low"), strict=True)
+                for h, lo in zip(high, low, strict=True)
             ],
-            "score gap [95% CI]": ci("score_gap"),
-            "observed gap [95% CI]": ci("observed_gap"),
-            "score gap − observed gap [95% CI]": ci("excess_gap"),
+            "score gap [95% CI]": _with_interval(g, "score_gap"),
+            "observed gap [95% CI]": _with_interval(g, "observed_gap"),
+            "score gap − observed gap [95% CI]": _with_interval(g, "excess_gap"),
         }
     )
 
