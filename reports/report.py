@@ -285,7 +285,7 @@ GLOSSARY: dict[str, Term] = {
         "features, cross-validated over gemeenten.",
     ),
     "mean_abs_shap": Term(
-        "mean |SHAP| (log-odds)",
+        "mean |SHAP|",
         "Mean absolute SHAP value: how far the feature moves a unit's score on average, on "
         "the booster's log-odds scale for the classifiers (raw output for turnover).",
     ),
