@@ -12,15 +12,13 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from microdata.integrity import IntegrityError
 from microdata.scales import SCALES, get_scale
@@ -144,26 +142,13 @@ def zone_rules(
     return decorate
 
 
-@contextmanager
-def stage_progress(total: int, title: str) -> Iterator[Callable[[str], None]]:
-    """A progress bar advanced by the core's progress messages (quiet when not a terminal)."""
-    with Progress(
-        TextColumn("[bold]{task.fields[title]}[/]"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-        disable=not err_console.is_terminal,
-    ) as bar:
-        task = bar.add_task("", total=total, title=title)
+def stage_progress(total: int, title: str) -> Any:
+    """The live stage line of a command (:mod:`experiments.progress`): a live line in a
+    terminal, timestamped lines with a heartbeat in a log file. Call it to start the next
+    step; ``.detail(message)`` says what runs inside the current one."""
+    from experiments.progress import stage_line
 
-        def advance(message: str) -> None:
-            bar.update(task, advance=1, description=message)
-
-        yield advance
-        bar.update(task, completed=total, description="done")
+    return stage_line(total, title, console=err_console)
 
 
 HELP = """Zicht: area risk scores against organised crime ("ondermijning"), from linked
@@ -429,6 +414,7 @@ def train(task: str, model_name: str, config_path: Path | None, folds: int, zone
                 tracking_uri=zones.tracking_uri,
                 n_folds=folds,
                 progress=advance,
+                detail=advance.detail,
             )
     except (
         ConfigError,
@@ -840,6 +826,7 @@ def bench_models_cmd(tasks: tuple[str, ...], model_list: str, n_boot: int, zones
                     tracking_uri=zones.tracking_uri,
                     n_boot=n_boot,
                     progress=advance,
+                    detail=advance.detail,
                 )
         except (TrainInputError, TrackingError) as exc:
             raise BadInput(str(exc)) from None
@@ -1064,7 +1051,7 @@ def _pipeline(settings: Any, zones: Zones, world_dir: Path | None = None) -> Any
             if world_dir is None
             else f"zicht run on {world_dir}"
         )
-        with stage_progress(2 + 4 * len(TASKS), title) as advance:
+        with stage_progress(3 + 4 * len(TASKS), title) as advance:
             log = run_all(
                 settings,
                 data_dir=zones.data_dir,
@@ -1072,6 +1059,7 @@ def _pipeline(settings: Any, zones: Zones, world_dir: Path | None = None) -> Any
                 review_dir=zones.review_dir,
                 tracking_uri=zones.tracking_uri,
                 progress=advance,
+                detail=advance.detail,
                 say=click.echo,
                 world_dir=world_dir,
             )

@@ -62,6 +62,16 @@ class ExplainResult:
     seconds: float
 
 
+def categorical(features: list[str]) -> dict[str, tuple[str, ...]]:
+    """The categorical features among *features*, with their category names (the catalogue's):
+    SHAP bins them per category, never as a range of codes."""
+    from features.catalogue import CATALOGUE
+
+    return {
+        f: CATALOGUE[f].categories for f in features if f in CATALOGUE and CATALOGUE[f].categories
+    }
+
+
 def _areas(task: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Area columns of the units, and the strata a per-area sample is drawn within: the
     smallest area (and age group), so that the weights restore the units of every area."""
@@ -110,7 +120,7 @@ def profiles(
     t0 = time.perf_counter()
     sv = E.explain(model, X[rows], features, n_jobs=settings.n_jobs)
     seconds = time.perf_counter() - t0
-    ind = E.indicators(sv, X, min_count=settings.min_count)
+    ind = E.indicators(sv, X, min_count=settings.min_count, categories=categorical(features))
     totals = profile_totals(task, sv, weight, areas.iloc[rows], ind, areas)
     return profiles_from_totals(task, totals, features), len(rows), seconds
 
@@ -211,7 +221,7 @@ def explain_run(
     sv = E.explain(scored.model, X[sample], features, n_jobs=settings.n_jobs)
     global_seconds = time.perf_counter() - t0
     importance = E.global_importance(sv)
-    binned = E.binned_summary(sv, min_count=settings.min_count)
+    binned = E.binned_summary(sv, min_count=settings.min_count, categories=categorical(features))
     _log_global(rid, task, model_name, sv, importance, binned, settings, global_seconds)
 
     progress("area driver profiles")
@@ -250,11 +260,14 @@ def _log_global(
             d / "global_importance.csv", index=False
         )
         binned.to_csv(d / "binned_summary.csv", index=False)
-        plots.shap_importance_plot(importance, d / "importance_bar.png", title=title)
+        out = sv.output
+        plots.shap_importance_plot(importance, d / "importance_bar.png", title=title, output=out)
         order = importance["feature"].tolist()[:20]
-        plots.shap_summary_plot(binned, d / "summary.png", title=title, order=order)
+        plots.shap_summary_plot(binned, d / "summary.png", title=title, order=order, output=out)
         for f in importance["feature"].head(settings.top_dependence):
-            plots.shap_dependence_plot(binned, d / f"dependence_{f}.png", feature=f, title=title)
+            plots.shap_dependence_plot(
+                binned, d / f"dependence_{f}.png", feature=f, title=title, output=out
+            )
         (d / "settings.json").write_text(
             json.dumps(
                 {

@@ -130,11 +130,14 @@ def run_all(
     progress: Callable[[str], None] = lambda _m: None,
     say: Callable[[str], None] = print,
     world_dir: Path | None = None,
+    detail: Callable[[str], None] = lambda _m: None,
 ) -> StageLog:
     """Run every stage for every task; returns what ran and what was reused.
 
     Without *world_dir* the world is generated into DATA/world (scale and seed of
     *settings*); with it, the world or extract in *world_dir* is validated and used as it is.
+    *progress* is called as each stage starts (``"bench hennep (next: explain hennep)"``),
+    *detail* with what runs inside a long stage (a model, a fold, a SHAP step).
     """
     from experiments.bench import bench_models
     from experiments.config import load_config
@@ -155,6 +158,7 @@ def run_all(
     code = code_version()
     given = world_dir is not None
     world_dir = Path(world_dir) if world_dir is not None else data_dir / "world"
+    plan = stage_plan(validate=given)
 
     def stage(
         name: str,
@@ -167,7 +171,7 @@ def run_all(
     ) -> None:
         """Run *name* unless *valid* and its stamp matches *key* (None: no stamp, *valid*
         alone decides) and its outputs exist; log which."""
-        progress(f"{name} {task}".strip())
+        progress(f"{name} {task}".strip() + f" (next: {next_stage(plan, name, task)})")
         stamp = "-".join(filter(None, (name, task)))
         if valid and (key is None or stamps.fresh(stamp, key, *outputs)):
             say(f"  {' '.join(filter(None, (name, task)))}: reusing {why}")
@@ -250,6 +254,8 @@ def run_all(
                 tracking_uri=tracking_uri,
                 n_boot=settings.n_boot,
                 world_dir=world_dir,
+                progress=detail,
+                detail=detail,
             ),
             f"the benchmark and champion run {(champion or '')[:12]}",
             valid=champion is not None,
@@ -270,6 +276,7 @@ def run_all(
                 data_dir=data_dir,
                 tracking_uri=tracking_uri,
                 world_dir=world_dir,
+                progress=detail,
             ),
             f"the SHAP of champion run {champion[:12]}",
             data_dir / "explain" / f"{task}_profiles.parquet",
@@ -297,6 +304,7 @@ def run_all(
             publish_dir=publish_dir,
             tracking_uri=tracking_uri,
             world_dir=world_dir,
+            progress=detail,
         ),
         "the published version of these champions",
         publish_dir / "manifest.json",
@@ -305,6 +313,7 @@ def run_all(
     # 7. the reviewer reports
     def reports() -> None:
         for task in TASKS:
+            detail(task)
             build_report(
                 task,
                 data_dir=data_dir,
@@ -325,6 +334,22 @@ def run_all(
         review_dir / "index.html",
     )
     return log
+
+
+def stage_plan(*, validate: bool = False) -> list[tuple[str, str]]:
+    """Every stage of ``zicht run`` in order, as ``(stage, task)``."""
+    first = [("validate" if validate else "generate", "")]
+    per_task = [(s, t) for t in TASKS for s in ("features", "bench", "explain", "predict")]
+    return [*first, *per_task, ("publish", ""), ("report", "")]
+
+
+def next_stage(plan: list[tuple[str, str]], name: str, task: str) -> str:
+    """The stage after *name* *task* in *plan*, in words (``the end`` after the last)."""
+    try:
+        k = plan.index((name, task))
+    except ValueError:
+        return "?"
+    return " ".join(filter(None, plan[k + 1])) if k + 1 < len(plan) else "the end"
 
 
 def _validate_stage(world_dir: Path, stage: Callable[..., None], say: Callable[[str], None]) -> str:

@@ -31,7 +31,16 @@ from features.tables import META, UNIT_ID, check_feature_table, load_world, worl
 from microdata.integrity import HashCache
 from models.tasks import get_task
 from reports import plots
-from reports.report import TaskReport, attest, plot_uri, png_data_uri, render_index, render_task
+from reports.report import (
+    TaskReport,
+    attention,
+    attest,
+    plot_uri,
+    png_data_uri,
+    render_index,
+    render_task,
+    round_number,
+)
 
 SUMMARY = "summary.json"
 
@@ -109,7 +118,8 @@ def _metrics(run: Any, board: pd.DataFrame | None) -> pd.DataFrame:
         lo = [row.get(f"{k}_lo", np.nan) for k in names]
         hi = [row.get(f"{k}_hi", np.nan) for k in names]
         table["95% interval (bench)"] = [
-            "–" if pd.isna(a) else f"{a:.3g}–{b:.3g}" for a, b in zip(lo, hi, strict=True)
+            "–" if pd.isna(a) else f"[{round_number(a)}, {round_number(b)}]"
+            for a, b in zip(lo, hi, strict=True)
         ]
     return table
 
@@ -321,7 +331,9 @@ def build_report(
             "hold-out units": params.get("n_holdout", "?"),
         },
         years=_years(feature_path, run, spec.kind, min_count),
-        catalogue=catalogue[["feature", "level", "definition_en", "sources", "unit"]],
+        catalogue=catalogue[["feature", "level", "definition_en", "unit", "sources"]]
+        .assign(sources=catalogue["sources"].map(sources_by_table))
+        .rename(columns={"definition_en": "definition"}),
         attestation=attest(features),
         metrics=_metrics(run, board),
         reproducibility={
@@ -338,7 +350,7 @@ def build_report(
         audit=audit,
         leaderboard=board,
         figures=figures,
-        shap=shap,
+        shap=None if shap is None else shap[["rank", "feature", "mean_abs_shap"]],
         shap_figures=shap_figs,
         disclosure=disclosure,
         suppressed=suppressed,
@@ -356,12 +368,40 @@ def build_report(
         "task": task,
         "run_id": run_id,
         "fingerprint": fingerprint[:16],
-        "audit": "not run" if audit is None else ("FLAGGED" if audit.flagged else "passed"),
+        "audit": audit_status(audit),
+        "attention": [list(a) for a in attention(report)],
     }
     _atomic_write(review_dir / task / SUMMARY, json.dumps(summary, sort_keys=True) + "\n")
     tracking.connect(tracking_uri, task)
     MlflowClient().log_artifact(run_id, str(page), artifact_path="report")
     return page
+
+
+def sources_by_table(sources: object) -> str:
+    """``a.x; a.y; b.z`` as ``a (x, y); b (z)``: a feature's source columns, table by table."""
+    tables: dict[str, list[str]] = {}
+    for src in str(sources).split(";"):
+        table, _, column = src.strip().partition(".")
+        if table:
+            tables.setdefault(table, [])
+            if column and column not in tables[table]:
+                tables[table].append(column)
+    return "; ".join(f"{t} ({', '.join(c)})" if c else t for t, c in tables.items())
+
+
+def audit_status(audit: ProxyAudit | None) -> str:
+    """The proxy audit in a few words for the index: what was flagged, what was not judged."""
+    if audit is None:
+        return "not run"
+    parts = []
+    if audit.flagged_origin:
+        parts.append(f"origin groups {', '.join(audit.flagged_origin)}")
+    if audit.flagged_other:
+        parts.append(f"{', '.join(audit.flagged_other)} (not an origin group)")
+    head = f"FLAGGED: {'; '.join(parts)}" if parts else "passed"
+    if audit.not_judged:
+        head += f"; not judged: {', '.join(audit.not_judged)} (too few events)"
+    return head
 
 
 def write_index(review_dir: Path) -> Path:

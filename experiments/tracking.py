@@ -15,7 +15,7 @@ import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,39 @@ log = logging.getLogger(__name__)
 
 PRIMARY = {"hennep": "roc_auc", "jonge_aanwas": "roc_auc", "branch_turnover": "r2_log"}
 COMPETING_KINDS = ("train", "tune")
+#: MLflow's description of an experiment, run or (via its API) registered model
+NOTE = "mlflow.note.content"
+#: the run name's mark of the champion (removed when the alias moves on)
+CHAMPION_MARK = " ★ champion"
+
+#: ``zicht.role`` of a run: what it is in the comparison (``champion`` moves with the alias)
+ROLES = ("champion", "challenger", "baseline", "main model", "benchmark", "trial")
+
+#: ``zicht.purpose``: what a run of each kind (and role) is for, in one line
+PURPOSE = {
+    "train": "competes for champion: CV, hold-out and the final fit of one model",
+    "tune": "competes for champion: the refit of the best parameters of an Optuna study",
+    "trial": "one Optuna trial (CV only); never competes",
+    "bench": "the leaderboard: every model on identical folds, paired bootstrap intervals",
+    "baseline": "a baseline of the benchmark, on the folds of the main model; never competes",
+    "main model": "the main model's row of the leaderboard (its train run competes)",
+}
+
+#: The run-table search that lists champions and baselines side by side (MLflow's search has
+#: no IN for tags, so it excludes the other roles)
+SIDE_BY_SIDE = " AND ".join(
+    f"tags.zicht.role != '{r}'" for r in ("challenger", "trial", "benchmark", "main model")
+)
+
+TASK_ABOUT = {
+    "hennep": "Dismantled cannabis farms: the unit is a dwelling, the label a farm dismantled "
+    "there in year *t*. Areas are ranked by expected farms per 1,000 dwellings.",
+    "jonge_aanwas": "Youth drawn into drug crime: the unit is a person aged 8–23, the label a "
+    "first drug-offence suspicion within 3 years. Scores roll up per area and age group.",
+    "branch_turnover": "Branches with remarkable turnover: the unit is an area × branch cell, "
+    "the label log(1 + turnover per inhabitant); cells far above their expected turnover are "
+    "flagged.",
+}
 
 
 class TrackingError(RuntimeError):
@@ -108,12 +141,143 @@ def connect(tracking_uri: str, task: str) -> str:
         # a new SQLite store is created (migrated) by one process at a time
         with store_creation_lock(tracking_uri):
             exp = _experiment(tracking_uri, experiment_name(task))
+        if exp.tags.get(NOTE) != experiment_description(task):
+            MlflowClient().set_experiment_tag(exp.experiment_id, NOTE, experiment_description(task))
     except Exception as exc:
         raise TrackingError(
             f"MLflow store {tracking_uri!r} cannot be used ({type(exc).__name__}: {exc}); "
             "check --tracking-uri / MLFLOW_TRACKING_URI"
         ) from exc
     return exp.experiment_id
+
+
+def experiment_description(task: str) -> str:
+    """The experiment's description (Markdown): what the task is and how to read its runs."""
+    metric = PRIMARY[task]
+    return (
+        f"**{task}**. {TASK_ABOUT.get(task, '')}\n\n"
+        "**How to read the runs.** Every run is tagged `zicht.kind` (train, tune, trial, bench), "
+        "`zicht.model` and `zicht.role`: **champion** (its model holds alias `champion` of "
+        f"registered model `{registered_name(task)}`; its name ends in ★ champion), "
+        "**challenger** (a train or tune run that competes but is not champion), **baseline** "
+        "and **main model** (rows of a benchmark), **trial** (an Optuna trial). "
+        f"The champion is the best `{metric}` among finished train and tune runs with the same "
+        "`zicht.data_fingerprint` and `zicht.protocol`.\n\n"
+        f"**Metrics.** `{metric}` and every other metric is the mean over the gemeente-grouped "
+        "folds of the training years (param `n_folds`); `fold_<metric>` holds the folds as "
+        "steps 0, 1, … (open its chart: the run table shows only the last step); "
+        "`holdout_<metric>` is the last "
+        "complete year, scored by the model fitted on earlier years. Durations are real: "
+        "runs open before their work.\n\n"
+        "**Champions and baselines side by side**: search `"
+        + SIDE_BY_SIDE
+        + f"` and add the columns `{metric}`, `holdout_{metric}` and `fit_seconds` "
+        "(docs/models.md, section MLflow)."
+    )
+
+
+def role_for(kind: str, model: str) -> str:
+    """The ``zicht.role`` a new run of *kind* starts with (``champion`` is given later)."""
+    if kind in COMPETING_KINDS:
+        return "challenger"
+    if kind == "trial":
+        return "trial"
+    if kind == "bench":
+        return (
+            "benchmark" if "," in model else ("main model" if model == "lightgbm" else "baseline")
+        )
+    return kind
+
+
+def run_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """*tags* with ``zicht.role`` and ``zicht.purpose`` filled in from kind and model."""
+    out = dict(tags)
+    kind, model = out.get("zicht.kind", ""), out.get("zicht.model", "")
+    role = out.setdefault("zicht.role", role_for(kind, model))
+    out.setdefault("zicht.purpose", PURPOSE.get(role, PURPOSE.get(kind, kind)))
+    return out
+
+
+def run_description(tags: Mapping[str, str], *, detail: str = "") -> str:
+    """A run's description (Markdown) from its tags: model, kind, role, purpose and world."""
+    t = run_tags(tags)
+    task, model, kind = t.get("zicht.task", "?"), t.get("zicht.model", "?"), t.get("zicht.kind")
+    lines = [
+        f"**{model}** · {kind} · {t['zicht.role']} — {t['zicht.purpose']}.",
+        "",
+        f"Task `{task}`; world {t.get('zicht.scale', '?')} (seed {t.get('zicht.seed', '–')}, "
+        f"data fingerprint `{t.get('zicht.data_fingerprint', '?')[:12]}`); protocol "
+        f"`{t.get('zicht.protocol', '?')}`.",
+    ]
+    if detail:
+        lines += ["", detail]
+    if kind in COMPETING_KINDS:
+        lines += [
+            "",
+            "Metrics are means over gemeente-grouped folds (`fold_*`: the folds as steps); "
+            "`holdout_*`: the last complete year. Rerun and compare: `zicht verify --run-id` "
+            "with this run's id.",
+        ]
+    return "\n".join(lines)
+
+
+@contextmanager
+def child_run(run_name: str, *, tags: Mapping[str, str], detail: str = "") -> Iterator[Any]:
+    """A nested run, opened *before* its work so that its duration is the work's.
+
+    An exception (KeyboardInterrupt too) ends it FAILED; the parent run decides its own end.
+    """
+    full = run_tags(tags)
+    with mlflow.start_run(
+        run_name=run_name,
+        nested=True,
+        tags=full,
+        description=run_description(full, detail=detail),
+    ) as active:
+        yield active
+
+
+def record_child(
+    run_name: str,
+    *,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+    start_ms: int,
+    end_ms: int,
+    folds: Sequence[Mapping[str, float]] = (),
+    detail: str = "",
+) -> str:
+    """A finished nested run under the active run that records work already timed
+    elsewhere (from *start_ms* to *end_ms*): a second view of one evaluation, never a
+    second evaluation. *folds*: per-fold metrics, logged as steps of ``fold_<metric>``.
+    Returns its id."""
+    from mlflow.entities import Metric
+
+    parent = mlflow.active_run()
+    if parent is None:
+        raise RuntimeError("record_child: no active parent run")
+    client = MlflowClient()
+    full = run_tags(tags)
+    child = client.create_run(
+        parent.info.experiment_id,
+        start_time=start_ms,
+        tags={
+            **full,
+            "mlflow.parentRunId": parent.info.run_id,
+            NOTE: run_description(full, detail=detail),
+        },
+        run_name=run_name,
+    )
+    rid = child.info.run_id
+    logged = [Metric(k, float(v), end_ms, 0) for k, v in metrics.items()]
+    logged += [
+        Metric(f"fold_{k}", float(v), end_ms, step)
+        for step, fold in enumerate(folds)
+        for k, v in fold.items()
+    ]
+    client.log_batch(rid, metrics=logged)
+    client.set_terminated(rid, "FINISHED", end_time=end_ms)
+    return rid
 
 
 @contextmanager
@@ -130,16 +294,17 @@ def run(task: str, *, run_name: str, tags: Mapping[str, str]) -> Iterator[mlflow
     run_id = os.environ.get("MLFLOW_RUN_ID")
     sweep_stale_runs()
     owner = {} if run_id else owner_tags()
+    tags = {**run_tags(tags), NOTE: run_description(tags)}
     with _sigterm_interrupts():
         # our own run is created with its tags: a run is never seen RUNNING without its owner
         active = (
             mlflow.start_run(run_id=run_id)
             if run_id
-            else mlflow.start_run(run_name=run_name, tags={**dict(tags), **owner})
+            else mlflow.start_run(run_name=run_name, tags={**tags, **owner})
         )
         try:
             if run_id:
-                mlflow.set_tags(dict(tags))
+                mlflow.set_tags(tags)
             yield active
         except KeyboardInterrupt:
             mlflow.end_run("KILLED")
@@ -278,9 +443,32 @@ def log_sklearn(model: Any, name: str, **kwargs: Any) -> Any:
     )
 
 
-def register(model_uri: str, task: str) -> str:
-    """Register *model_uri* as a new version of ``zicht-<task>``; returns the version."""
-    mv = mlflow.register_model(model_uri, registered_name(task))
+def registered_description(task: str) -> str:
+    """The registered model's description (Markdown)."""
+    metric = PRIMARY[task]
+    return (
+        f"Models of task `{task}` ({experiment_name(task)}). {TASK_ABOUT.get(task, '')}\n\n"
+        "Every `zicht train` and `zicht tune` run (and the main model of `zicht bench models`) "
+        "registers a version; alias **`champion`** points at the version of the best finished "
+        f"run by `{metric}` among runs on the same data fingerprint and protocol (ties: the "
+        "earlier run). `zicht predict`, `zicht explain` and `zicht publish` use "
+        f"`models:/{registered_name(task)}@champion` and refuse it for another world. Versions "
+        "hold no input example: the signature comes from the feature catalogue."
+    )
+
+
+def register(model_uri: str, task: str, *, description: str = "") -> str:
+    """Register *model_uri* as a new version of ``zicht-<task>``; returns the version.
+
+    The registered model and the version get descriptions (the version's: *description*).
+    """
+    name = registered_name(task)
+    mv = mlflow.register_model(model_uri, name)
+    client = MlflowClient()
+    if (client.get_registered_model(name).description or "") != registered_description(task):
+        client.update_registered_model(name, description=registered_description(task))
+    if description:
+        client.update_model_version(name, str(mv.version), description=description)
     return str(mv.version)
 
 
@@ -318,4 +506,26 @@ def choose_champion(task: str, *, fingerprint: str, protocol: str) -> str | None
     if not versions:
         return None
     client.set_registered_model_alias(registered_name(task), "champion", versions[0].version)
+    mark_champion(client, exp.experiment_id, best.info.run_id)
     return best.info.run_id
+
+
+def mark_champion(client: MlflowClient, experiment_id: str, run_id: str) -> None:
+    """Make the run table say which run is the champion: run *run_id* gets
+    ``zicht.role=champion`` and a name ending in ★ champion; a former champion goes back to
+    ``challenger`` and its plain name."""
+    former = client.search_runs(
+        [experiment_id], filter_string="tags.`zicht.role` = 'champion'", max_results=10_000
+    )
+    for r in former:
+        if r.info.run_id == run_id:
+            continue
+        client.set_tag(r.info.run_id, "zicht.role", "challenger")
+        name = r.info.run_name or ""
+        if name.endswith(CHAMPION_MARK):
+            client.update_run(r.info.run_id, name=name.removesuffix(CHAMPION_MARK))
+    run = client.get_run(run_id)
+    client.set_tag(run_id, "zicht.role", "champion")
+    name = run.info.run_name or ""
+    if not name.endswith(CHAMPION_MARK):
+        client.update_run(run_id, name=name + CHAMPION_MARK)

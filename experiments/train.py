@@ -172,10 +172,15 @@ class Prepared:
         return self.frame
 
     def evaluate(
-        self, model_name: str, params: dict[str, Any] | None = None, n_jobs: int = 2
+        self,
+        model_name: str,
+        params: dict[str, Any] | None = None,
+        n_jobs: int = 2,
+        progress: Callable[[str], None] | None = None,
     ) -> Evaluation:
         """Evaluate *model_name* with the config's parameters and *params* on top; baselines
-        fit on at most :data:`BASELINE_MAX_ROWS` rows; on a cluster LightGBM fits every row."""
+        fit on at most :data:`BASELINE_MAX_ROWS` rows; on a cluster LightGBM fits every row.
+        *progress* hears each fit start."""
         cluster = self.fit_models if model_name == "lightgbm" else None
         return evaluate(
             self.frame,
@@ -193,6 +198,7 @@ class Prepared:
             max_fit_rows=None if cluster else LIGHTGBM_MAX_FIT_ROWS,
             rows=self.rows,
             fit_models=cluster,
+            progress=progress,
         )
 
 
@@ -275,9 +281,7 @@ def log_evaluation(prep: Prepared, ev: Evaluation, model_name: str) -> None:
             **{f"model.{k}": v for k, v in ev.model.get_params().items() if _plain(v)},
         }
     )
-    mlflow.log_metrics(finite(ev.metrics))
-    for step, fm in enumerate(ev.fold_metrics):
-        mlflow.log_metrics({f"fold_{k}": v for k, v in finite(fm).items()}, step=step)
+    log_metrics(ev)
     tracking.log_table(catalogue_frame(features), "features/catalogue.csv")
     if prep.config is not None:
         import yaml
@@ -300,7 +304,28 @@ def log_evaluation(prep: Prepared, ev: Evaluation, model_name: str) -> None:
         tracking.log_sklearn(cal, "calibrator")
     _log_curves(ev.extra.get("curves", {}), f"{prep.task.name} ({model_name}, out of fold)")
     uri = tracking.log_model(ev.model, model_name, features, prep.task.kind)
-    tracking.register(uri, prep.task.name)
+    tracking.register(uri, prep.task.name, description=version_description(prep, ev, model_name))
+
+
+def log_metrics(ev: Evaluation) -> None:
+    """The metrics of *ev* into the active run: each the mean over the folds, and the folds
+    themselves as steps 0..n-1 of ``fold_<metric>``."""
+    mlflow.log_metrics(finite(ev.metrics))
+    for step, fm in enumerate(ev.fold_metrics):
+        mlflow.log_metrics({f"fold_{k}": v for k, v in finite(fm).items()}, step=step)
+
+
+def version_description(prep: Prepared, ev: Evaluation, model_name: str) -> str:
+    """A registered model version's description: which run, how good, on which world."""
+    active = mlflow.active_run()
+    metric = tracking.PRIMARY[prep.task.name]
+    cv, hold = ev.metrics.get(metric, math.nan), ev.metrics.get(f"holdout_{metric}", math.nan)
+    where = f"run `{active.info.run_name}` ({active.info.run_id})" if active else "a run"
+    return (
+        f"{model_name} from {where}: {metric} {cv:.4f} cross-validated, {hold:.4f} on the "
+        f"hold-out year {prep.protocol.holdout_year}; {prep.scale} world, data fingerprint "
+        f"`{prep.fingerprint[:12]}`, protocol `{prep.protocol.hash()}`."
+    )
 
 
 def finite(metrics: dict[str, float]) -> dict[str, float]:
@@ -320,8 +345,10 @@ def train(
     n_jobs: int = 2,
     progress: Callable[[str], None] = lambda _m: None,
     client: Any = None,
+    detail: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Evaluate and fit *model_name* on the task of *cfg*, and log one run.
+    """Evaluate and fit *model_name* on the task of *cfg*, and log one run; *progress* hears
+    each step, *detail* each fit inside it.
 
     The run is opened before the fit, so a run killed while fitting ends KILLED or FAILED
     (or is swept to KILLED by the next tracked command), never FINISHED.
@@ -333,8 +360,8 @@ def train(
     with tracking.run(
         cfg.task, run_name=f"{model_name}-train", tags=prep.tags(model_name, "train")
     ) as active:
-        progress("cross-validation, hold-out and final fit")
-        ev = prep.evaluate(model_name, n_jobs=n_jobs)
+        progress("cross-validation, hold-out and final fit (next: logging to MLflow)")
+        ev = prep.evaluate(model_name, n_jobs=n_jobs, progress=detail)
         progress("logging to MLflow")
         log_evaluation(prep, ev, model_name)
         run_id = active.info.run_id

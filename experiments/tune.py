@@ -152,9 +152,18 @@ class Objective:
         for k, v in owner.items():  # who runs it: a dead worker's trial is failed at once
             trial.set_user_attr(k, v)
         params = suggest(trial, self.model_name)
-        tags = {**self.tags, **owner, "zicht.kind": "trial", "optuna.trial": str(trial.number)}
+        tags = tracking.run_tags(
+            {**self.tags, **owner, "zicht.kind": "trial", "optuna.trial": str(trial.number)}
+        )
+        detail = (
+            f"Trial {trial.number} of the study: CV of the parameters below; pruned trials "
+            "stop early (tag optuna.state). The parent run refits the best."
+        )
         mlflow.start_run(
-            run_name=f"trial-{trial.number}", parent_run_id=self.parent_run_id, tags=tags
+            run_name=f"trial-{trial.number}",
+            parent_run_id=self.parent_run_id,
+            tags=tags,
+            description=tracking.run_description(tags, detail=detail),
         )
         try:
             value = self._evaluate(trial, params, metric)
@@ -464,7 +473,9 @@ def _tune(
 
             def shown(_study: optuna.study.Study, t: optuna.trial.FrozenTrial) -> None:
                 value = "pruned" if t.value is None else f"{metric} {t.value:.4f}"
-                progress(f"trial {t.number}: {value}")
+                left = trials - t.number - 1
+                nxt = f"trial {t.number + 1}" if left > 0 else "refitting the best"
+                progress(f"trial {t.number}: {value} (next: {nxt})")
 
             study.optimize(objective, n_trials=trials, callbacks=[shown])
         best = study.best_trial.params

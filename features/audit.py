@@ -226,6 +226,7 @@ class ProtectedAccess:
             buurt=frame["buurt_code"].astype(str).to_numpy(),
             group_names=self.group_names(task),
             settings=settings or AuditSettings(),
+            other_groups=("vacant dwelling",) if task == "hennep" else (),
         )
 
 
@@ -263,16 +264,42 @@ class AuditSettings:
     random_state: int = 0
 
 
+#: How a proxy AUC for origin reads (lower bound of each band; one-vs-rest macro ROC AUC).
+#: The conventional discrimination bands (Hosmer & Lemeshow, *Applied Logistic Regression*):
+#: below 0.6 the features hardly tell the groups apart; 0.9 and above they nearly copy origin.
+PROXY_BANDS = (
+    (0.0, "hardly"),
+    (0.6, "weakly"),
+    (0.7, "moderately"),
+    (0.8, "strongly"),
+    (0.9, "almost completely"),
+)
+
+
+def proxy_band(auc: float) -> str:
+    """The plain word for how well a proxy AUC separates the origin groups."""
+    word = PROXY_BANDS[0][1]
+    for lower, name in PROXY_BANDS:
+        if auc >= lower:
+            word = name
+    return word
+
+
 @dataclass(frozen=True)
 class ProxyAudit:
     """The proxy audit's aggregates; no rows about units, no fitted model.
 
-    ``proxy``: one row per proxy model (``model features``, ``area features only`` or the
-    ``prior``), with its cross-validated one-vs-rest macro ROC AUC for origin.
-    ``groups``: per origin group, units, mean score, observed rate, calibration and its
-    gemeente-bootstrap interval, false-positive rate at the elevated threshold, status.
+    ``proxy``: the reference points of the proxy AUC (one-vs-rest macro ROC AUC for origin,
+    cross-validated over gemeenten): ``chance``, ``area features only`` and ``all model
+    features``.
+    ``groups``: per group, its kind (``origin``, or ``other`` for a group that is not an
+    origin group, such as hennep's vacant dwellings), units, mean score, observed rate,
+    calibration and its gemeente-bootstrap interval, false-positive rate at the elevated
+    threshold with its interval, and ``status``: ``ok``, ``flagged``, ``not judged: …``
+    (too few events to judge calibration) or ``suppressed: …`` (too few units to show).
     ``area_gaps``: per origin group, the mean score and observed rate in buurten with a high
-    versus a low share of the group (top vs bottom quartile of share), and their gaps.
+    versus a low share of the group (top vs bottom quartile of share), their gaps and the
+    difference of the gaps, each with a gemeente-bootstrap interval.
     ``flags``: why the audit flags the model (empty: it passes).
     """
 
@@ -285,6 +312,118 @@ class ProxyAudit:
     @property
     def flagged(self) -> bool:
         return bool(self.flags)
+
+    def _names(self, status: str, kind: str | None = None) -> tuple[str, ...]:
+        g = self.groups
+        sel = g["status"].astype(str).str.startswith(status)
+        if kind is not None:
+            sel &= g["group_kind"] == kind
+        return tuple(g.loc[sel, "group"].astype(str))
+
+    @property
+    def flagged_origin(self) -> tuple[str, ...]:
+        """Origin groups whose calibration is flagged."""
+        return self._names("flagged", "origin")
+
+    @property
+    def flagged_other(self) -> tuple[str, ...]:
+        """Flagged groups that are not origin groups (hennep's vacant dwellings)."""
+        return self._names("flagged", "other")
+
+    @property
+    def not_judged(self) -> tuple[str, ...]:
+        """Groups shown, but with too few events to judge their calibration."""
+        return self._names("not judged")
+
+    @property
+    def suppressed(self) -> tuple[str, ...]:
+        """Groups with too few units to show at all."""
+        return self._names("suppressed")
+
+    @property
+    def judged_origin(self) -> tuple[str, ...]:
+        return tuple(
+            n for n in self._names("", "origin") if n not in self.not_judged + self.suppressed
+        )
+
+    def headline(self) -> tuple[tuple[str, str], ...]:
+        """What the audit found, in plain words: ``(kind, sentence)`` with kind ``flag``,
+        ``ok`` or ``note``. Origin groups are named as flagged only when one is."""
+        m = self.settings.min_count
+        out: list[tuple[str, str]] = []
+        if self.flagged_origin:
+            out.append(
+                (
+                    "flag",
+                    "Flagged: the scores are miscalibrated for origin group(s) "
+                    f"{_join(self.flagged_origin)}, as a direct effect of origin on the label "
+                    "would leave them.",
+                )
+            )
+        if self.flagged_other:
+            out.append(
+                (
+                    "flag",
+                    f"Flagged: the scores are miscalibrated for {_join(self.flagged_other)} "
+                    "(not an origin group).",
+                )
+            )
+        judged = [n for n in self.judged_origin if n not in self.flagged_origin]
+        if judged:
+            out.append(
+                (
+                    "ok",
+                    f"Passed for {_join(judged)}: no judged origin group's calibration differs "
+                    "materially and significantly from the national calibration."
+                    if not self.flagged_origin
+                    else f"Calibrated for {_join(judged)}.",
+                )
+            )
+        elif not self.flagged_origin:
+            out.append(("note", "No origin group had enough events to judge its calibration."))
+        if self.not_judged:
+            out.append(
+                (
+                    "note",
+                    f"Not judged: {_join(self.not_judged)}: fewer than {m} events, too few "
+                    "to say whether the scores are calibrated for them.",
+                )
+            )
+        if self.suppressed:
+            out.append(("note", f"Not shown: {_join(self.suppressed)}: fewer than {m} units."))
+        return tuple(out)
+
+    def proxy_reading(self) -> str:
+        """The proxy AUC against its reference points, in plain language."""
+        table = self.proxy.set_index("reference")["roc_auc_ovr_macro"]
+        full = float(table.get("all model features", np.nan))
+        area = float(table.get("area features only", np.nan))
+        if not np.isfinite(full):
+            return "Not judged: fewer than two origin groups are large enough to fit a proxy."
+        text = (
+            f"The model's features tell origin groups apart {proxy_band(full)} "
+            f"(AUC {full:.2f}; 0.5 is chance, 1 a perfect copy of origin)."
+        )
+        if np.isfinite(area):
+            extra = full - area
+            text += (
+                f" Area features alone reach {area:.2f} ({proxy_band(area)}): that much "
+                "follows from where people live, which any area figure carries. "
+                + (
+                    f"The unit-level features add {extra:.2f}."
+                    if extra >= 0.005
+                    else "The unit-level features add nothing to it."
+                )
+            )
+        return (
+            text + " A proxy AUC alone does not make scores unfair; the calibration per group "
+            "below says whether the scores serve every group alike."
+        )
+
+
+def _join(names: tuple[str, ...] | list[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _ovr_macro_auc(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
@@ -347,12 +486,28 @@ def proxy_auc(
     return _ovr_macro_auc(y, proba, keep_classes)
 
 
+def _boot_weights(n_gemeenten: int, settings: AuditSettings) -> np.ndarray:
+    """(n_boot, n_gemeenten) multiplicities of a seeded bootstrap over gemeenten."""
+    rng = np.random.default_rng(settings.random_state)
+    draws = rng.integers(0, n_gemeenten, (settings.n_boot, n_gemeenten))
+    return np.stack([np.bincount(d, minlength=n_gemeenten) for d in draws]).astype(np.float64)
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of the finite bootstrap values (NaN when none)."""
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return float("nan"), float("nan")
+    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
+
+
 def _group_table(
     origin: np.ndarray,
     labels: np.ndarray,
     scores: np.ndarray,
     gemeente: np.ndarray,
     names: tuple[str, ...],
+    other: tuple[str, ...],
     settings: AuditSettings,
 ) -> pd.DataFrame:
     k = len(names)
@@ -369,18 +524,22 @@ def _group_table(
     g_codes, g_idx = np.unique(gemeente, return_inverse=True)
     cell = g_idx * k + origin
     size = len(g_codes) * k
-    pred_gk = np.bincount(cell, weights=scores, minlength=size).reshape(-1, k)
-    obs_gk = np.bincount(cell, weights=labels, minlength=size).reshape(-1, k)
-    rng = np.random.default_rng(settings.random_state)
-    boot = np.full((settings.n_boot, k), np.nan)
-    for b in range(settings.n_boot):
-        wts = np.bincount(rng.integers(0, len(g_codes), len(g_codes)), minlength=len(g_codes))
-        p, o = wts @ pred_gk, wts @ obs_gk
-        with np.errstate(divide="ignore", invalid="ignore"):
-            boot[b] = (p / o) / (p.sum() / o.sum())
+
+    def per_gemeente(weights: np.ndarray | None, sel: np.ndarray | None = None) -> np.ndarray:
+        c = cell if sel is None else cell[sel]
+        return np.bincount(c, weights=weights, minlength=size).reshape(-1, k).astype(np.float64)
+
+    pred_gk, obs_gk = per_gemeente(scores), per_gemeente(labels)
+    neg_gk, fp_gk = per_gemeente(None, neg), per_gemeente(None, neg & (scores > threshold))
+    wts = _boot_weights(len(g_codes), settings)
+    p, o = wts @ pred_gk, wts @ obs_gk
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = (p / o) / (p.sum(axis=1) / o.sum(axis=1))[:, None]
+        boot_fpr = (wts @ fp_gk) / (wts @ neg_gk)
     rows = []
     for j, name in enumerate(names):
-        row: dict[str, object] = {"group": name}
+        kind = "other" if name in other else "origin"
+        row: dict[str, object] = {"group": name, "group_kind": kind}
         if units[j] < m:  # not even the count is shown
             row["status"] = f"suppressed: fewer than {m} units"
             rows.append(row)
@@ -390,17 +549,13 @@ def _group_table(
         row["observed_rate"] = events[j] / units[j]
         if negatives[j] >= m:
             row["fpr_elevated"] = false_pos[j] / negatives[j]
+            row["fpr_elevated_lo"], row["fpr_elevated_hi"] = _interval(boot_fpr[:, j])
         if events[j] < m:
-            row["status"] = f"calibration not judged: fewer than {m} events"
+            row["status"] = f"not judged: fewer than {m} events"
             rows.append(row)
             continue
         rel = (predicted[j] / events[j]) / national
-        finite = boot[:, j][np.isfinite(boot[:, j])]
-        lo, hi = (
-            (float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5)))
-            if len(finite)
-            else (np.nan, np.nan)
-        )
+        lo, hi = _interval(boot[:, j])
         material = rel > settings.tolerance or rel < 1 / settings.tolerance
         significant = lo > 1 or hi < 1
         row.update(
@@ -424,9 +579,14 @@ def _area_gaps(
     labels: np.ndarray,
     scores: np.ndarray,
     buurt: np.ndarray,
+    gemeente: np.ndarray,
     names: tuple[str, ...],
+    other: tuple[str, ...],
     settings: AuditSettings,
 ) -> pd.DataFrame:
+    """Score and observed-rate gaps between buurten with a high and a low share of each origin
+    group, with 95% intervals from a bootstrap over gemeenten (the buurten's quartile classes
+    stay fixed; each resample reweights whole gemeenten)."""
     m = settings.min_count
     codes, b_idx = np.unique(buurt, return_inverse=True)
     nb, k = len(codes), len(names)
@@ -434,9 +594,16 @@ def _area_gaps(
     s = np.bincount(b_idx, weights=scores, minlength=nb)
     o = np.bincount(b_idx, weights=labels, minlength=nb)
     counts = np.bincount(b_idx * k + origin, minlength=nb * k).reshape(nb, k)
+    # each buurt's gemeente (a buurt lies in one gemeente)
+    g_codes, g_idx = np.unique(gemeente, return_inverse=True)
+    buurt_gm = np.zeros(nb, dtype=np.int64)
+    buurt_gm[b_idx] = g_idx
+    wts = _boot_weights(len(g_codes), settings)
     ok = n >= m  # a buurt's share is only taken where it rests on min_count units
     rows = []
     for j, name in enumerate(names):
+        if name in other:
+            continue
         share = counts[ok, j] / n[ok]
         row: dict[str, object] = {"group": name}
         if ok.sum() < 4 or counts[:, j].sum() < m:
@@ -448,26 +615,43 @@ def _area_gaps(
             row["status"] = "no contrast: buurten's shares do not differ"
             rows.append(row)
             continue
-        high, low = share >= q75, share <= q25
-        nh, nl = n[ok][high].sum(), n[ok][low].sum()
+        high, low = np.zeros(nb, bool), np.zeros(nb, bool)
+        high[np.flatnonzero(ok)[share >= q75]] = True
+        low[np.flatnonzero(ok)[share <= q25]] = True
+        nh, nl = n[high].sum(), n[low].sum()
         if nh < m or nl < m:
             row["status"] = f"suppressed: fewer than {m} units"
             rows.append(row)
             continue
-        score_h, score_l = s[ok][high].sum() / nh, s[ok][low].sum() / nl
-        obs_h, obs_l = o[ok][high].sum() / nh, o[ok][low].sum() / nl
+        score_h, score_l = s[high].sum() / nh, s[low].sum() / nl
+        obs_h, obs_l = o[high].sum() / nh, o[low].sum() / nl
+
+        def by_gm(values: np.ndarray, sel: np.ndarray) -> np.ndarray:
+            return np.bincount(buurt_gm[sel], weights=values[sel], minlength=len(g_codes))
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bn_h, bn_l = wts @ by_gm(n, high), wts @ by_gm(n, low)
+            b_score = wts @ by_gm(s, high) / bn_h - wts @ by_gm(s, low) / bn_l
+            b_obs = wts @ by_gm(o, high) / bn_h - wts @ by_gm(o, low) / bn_l
         row.update(
             {
                 "buurten_high": int(high.sum()),
                 "buurten_low": int(low.sum()),
-                "share_high": float(counts[ok, j][high].sum() / nh),
-                "share_low": float(counts[ok, j][low].sum() / nl),
+                "share_high": float(counts[high, j].sum() / nh),
+                "share_low": float(counts[low, j].sum() / nl),
                 "score_high": score_h,
                 "score_low": score_l,
                 "observed_high": obs_h,
                 "observed_low": obs_l,
                 "score_gap": score_h - score_l,
+                "score_gap_lo": _interval(b_score)[0],
+                "score_gap_hi": _interval(b_score)[1],
                 "observed_gap": obs_h - obs_l,
+                "observed_gap_lo": _interval(b_obs)[0],
+                "observed_gap_hi": _interval(b_obs)[1],
+                "excess_gap": (score_h - score_l) - (obs_h - obs_l),
+                "excess_gap_lo": _interval(b_score - b_obs)[0],
+                "excess_gap_hi": _interval(b_score - b_obs)[1],
                 "status": "ok",
             }
         )
@@ -486,35 +670,42 @@ def proxy_audit(
     buurt: np.ndarray,
     group_names: tuple[str, ...],
     settings: AuditSettings,
+    other_groups: tuple[str, ...] = (),
 ) -> ProxyAudit:
     """The proxy audit from unit-level arrays (pure: arrays in, aggregates out).
 
-    *origin* holds each unit's group code (an index into *group_names*). The flag rule: a
-    group whose relative calibration (predicted ÷ observed events, over the same ratio
-    nationally) is both material (outside ``[1/tolerance, tolerance]``) and significant (its
-    95% gemeente-bootstrap interval excludes 1). Where origin acts only through features the
-    model sees (area, income), the scores are calibrated within every group and nothing is
-    flagged; a direct effect of origin on the label leaves the groups miscalibrated.
+    *origin* holds each unit's group code (an index into *group_names*); *other_groups*
+    names groups that are not origin groups (hennep's vacant dwellings): they are judged
+    like the others but never called an origin group, and have no area gaps. The flag
+    rule: a group whose relative calibration (predicted ÷ observed events, over the same
+    ratio nationally) is both material (outside ``[1/tolerance, tolerance]``) and
+    significant (its 95% gemeente-bootstrap interval excludes 1). A group with fewer than
+    ``min_count`` events is *not judged* (said so, never passed). Where origin acts only
+    through features the model sees (area, income), the scores are calibrated within every
+    group and nothing is flagged; a direct effect of origin on the label leaves the groups
+    miscalibrated.
     """
     origin = np.asarray(origin, dtype=np.int64)
     if (origin < 0).any() or (origin >= len(group_names)).any():
         raise ValueError("proxy_audit: an origin code outside the group names")
-    full = proxy_auc(origin, features, gemeente, settings=settings)
-    area = (
-        proxy_auc(origin, features[:, area_columns], gemeente, settings=settings)
-        if area_columns
-        else 0.5
-    )
+    unknown = [g for g in other_groups if g not in group_names]
+    if unknown:
+        raise ValueError(f"proxy_audit: other_groups {unknown} are not among the group names")
+    # the proxy predicts origin groups only: units of other groups are left out of it
+    is_origin = ~np.isin(origin, [group_names.index(g) for g in other_groups])
+    X, y, gm = features[is_origin], origin[is_origin], gemeente[is_origin]
+    full = proxy_auc(y, X, gm, settings=settings)
+    area = proxy_auc(y, X[:, area_columns], gm, settings=settings) if area_columns else np.nan
     proxy = pd.DataFrame(
         {
-            "proxy_model": ["model features", "area features only" if area_columns else "prior"],
-            "features": [features.shape[1], len(area_columns)],
-            "roc_auc_ovr_macro": [full, area],
-            "units": [len(origin), len(origin)],
+            "reference": ["chance", "area features only", "all model features"],
+            "features": [0, len(area_columns), features.shape[1]],
+            "roc_auc_ovr_macro": [0.5, area, full],
+            "units": [len(y), len(y), len(y)],
         }
     )
-    groups = _group_table(origin, labels, scores, gemeente, group_names, settings)
-    gaps = _area_gaps(origin, labels, scores, buurt, group_names, settings)
+    groups = _group_table(origin, labels, scores, gemeente, group_names, other_groups, settings)
+    gaps = _area_gaps(origin, labels, scores, buurt, gemeente, group_names, other_groups, settings)
     flags = tuple(
         f"{r.group}: predicted ÷ observed events is {r.relative_calibration:.2f} × the national "
         f"ratio (95% gemeente-bootstrap interval {r.relative_calibration_lo:.2f}–"

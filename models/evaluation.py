@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from typing import Protocol as TypingProtocol
@@ -226,8 +226,11 @@ def evaluate(
     max_fit_rows: int | None = None,
     rows: FeatureRows | None = None,
     fit_models: FitModels | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Evaluation:
     """Cross-validate, hold out the last year, and fit the final model.
+
+    *progress*, when given, hears each step as it starts (``fit fold 2/5 (next: fold 3)``).
 
     *frame* holds the meta columns (year, label, area codes) and, unless *rows* supplies
     them (a Parquet file at national scale), the features. Two national-scale plans cap
@@ -267,30 +270,37 @@ def evaluate(
     # the fits: every fold model and the final model read one shared subset of rows
     t0 = time.perf_counter()
     fit_idx = np.flatnonzero(train & fit_rows)
+    say = progress or (lambda _m: None)
+    n = protocol.n_folds
     if fit_models is not None:
         if len(fit_idx) != int(train.sum()) or offset:
             raise ValueError("fit_models fits every training row: pass no sampling plan")
+        say(f"{n} folds and the final fit on the cluster (next: scoring)")
         models, final = fit_models(
             est,
             fit_idx=fit_idx,
             folds=folds,
             groups=groups,
             categorical=cat,
-            n_folds=protocol.n_folds,
+            n_folds=n,
         )
     else:
         X_fit, y_fit, f_fit = source.take(fit_idx), y[fit_idx], folds[fit_idx]
-        models = [
-            _fit(clone(est), X_fit[f_fit != k], y_fit[f_fit != k], model_name, cat, offset)
-            for k in range(protocol.n_folds)
-        ]
+        models = []
+        for k in range(n):
+            say(f"fit fold {k + 1}/{n} (next: {f'fold {k + 2}' if k + 1 < n else 'final fit'})")
+            models.append(
+                _fit(clone(est), X_fit[f_fit != k], y_fit[f_fit != k], model_name, cat, offset)
+            )
         # the final model: all training years; it also predicts the hold-out year
+        say("final fit on every training year (next: scoring)")
         final = _fit(clone(est), X_fit, y_fit, model_name, cat, offset)
         del X_fit
     fit_seconds = time.perf_counter() - t0
 
     # one streaming pass: out-of-fold scores for the training years, the final model's
     # scores for the hold-out year
+    say("scoring and metrics")
     oof = np.full(len(frame), np.nan)
     raw_hold = np.full(len(frame), np.nan)
     for start, X in source.chunks():

@@ -28,7 +28,7 @@ driver, the share of the area's units with the indicator against the national sh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,23 +232,72 @@ def _merge_small(counts: np.ndarray, min_count: int) -> np.ndarray:
     return new
 
 
+#: ``category`` label of the pooled bin of categories that each hold fewer than min_count units
+OTHER_CATEGORIES = "other categories"
+
+
+def category_bins(
+    x: np.ndarray, *, min_count: int = 10
+) -> tuple[np.ndarray, dict[int, float | None]]:
+    """Bins of a categorical feature: one per category code, never ordered or merged with a
+    neighbour. Categories with fewer than *min_count* units share one pooled bin (code
+    ``None``). Returns each unit's bin (-1: missing) and ``{bin: code}``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    finite = np.isfinite(x)
+    out = np.full(len(x), -1, dtype=np.int64)
+    codes, inverse, counts = np.unique(x[finite], return_inverse=True, return_counts=True)
+    big = counts >= min_count
+    mapping: dict[int, float | None] = {}
+    bin_of = np.empty(len(codes), dtype=np.int64)
+    for b, c in enumerate(codes[big]):
+        mapping[b] = float(c)
+    bin_of[big] = np.arange(int(big.sum()))
+    if (~big).any():
+        pooled = int(big.sum())
+        mapping[pooled] = None
+        bin_of[~big] = pooled
+    out[finite] = bin_of[inverse]
+    return out, mapping
+
+
+def _category_label(code: float | None, names: Sequence[str]) -> str:
+    if code is None:
+        return OTHER_CATEGORIES
+    k = int(code)
+    return names[k] if 0 <= k < len(names) else str(k)
+
+
 def binned_summary(
-    sv: ShapValues, *, features: Sequence[str] | None = None, min_count: int = 10
+    sv: ShapValues,
+    *,
+    features: Sequence[str] | None = None,
+    min_count: int = 10,
+    categories: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """Per feature and value bin: units, mean value, mean and SD of SHAP (aggregates only).
 
     Columns ``feature``, ``bin`` (-1 = missing), ``units``, ``value_mean``, ``value_rank``
     (the bin's position among the feature's units, 0..1, for colouring), ``shap_mean``,
-    ``shap_sd``. Bins under *min_count* units (only possible for the missing bin) are left
-    out, so every row rests on at least *min_count* units.
+    ``shap_sd`` and ``category``. A feature named in *categories* (feature -> category
+    names, code *i* meaning ``names[i]``) is binned per category (:func:`category_bins`):
+    ``category`` holds the category's name, ``value_rank`` is empty (categories have no
+    order). Bins under *min_count* units are left out, so every row rests on at least
+    *min_count* units.
     """
     names = list(features) if features is not None else list(sv.features)
+    categories = categories or {}
     pos = {f: i for i, f in enumerate(sv.features)}
     parts = []
     for f in names:
         j = pos[f]
         x = sv.data[:, j].astype(np.float64)
-        b = value_bins(x, min_count=min_count)
+        labels: dict[int, str] = {}
+        if f in categories:
+            b, mapping = category_bins(x, min_count=min_count)
+            labels = {k: _category_label(c, categories[f]) for k, c in mapping.items()}
+        else:
+            b = value_bins(x, min_count=min_count)
         frame = pd.DataFrame({"bin": b, "x": x, "s": sv.values[:, j]})
         g = frame.groupby("bin", sort=True)
         agg = pd.DataFrame(
@@ -260,26 +309,88 @@ def binned_summary(
             }
         ).reset_index()
         agg = agg[agg["units"] >= min_count]
-        seen = agg[agg["bin"] >= 0]
-        cum = seen["units"].cumsum() - seen["units"] / 2
         agg["value_rank"] = np.nan
-        agg.loc[seen.index, "value_rank"] = (cum / max(seen["units"].sum(), 1)).to_numpy()
+        agg["category"] = None
+        if f in categories:
+            agg["category"] = [labels.get(int(k), "missing") for k in agg["bin"]]
+            agg.loc[agg["category"] == OTHER_CATEGORIES, "value_mean"] = np.nan
+        else:
+            seen = agg[agg["bin"] >= 0]
+            cum = seen["units"].cumsum() - seen["units"] / 2
+            agg.loc[seen.index, "value_rank"] = (cum / max(seen["units"].sum(), 1)).to_numpy()
         agg.insert(0, "feature", f)
         parts.append(agg)
-    cols = ["feature", "bin", "units", "value_mean", "value_rank", "shap_mean", "shap_sd"]
+    cols = [
+        "feature",
+        "bin",
+        "units",
+        "value_mean",
+        "value_rank",
+        "shap_mean",
+        "shap_sd",
+        "category",
+    ]
     return pd.concat(parts, ignore_index=True)[cols]
 
 
 # --------------------------------------------------------------------------- area profiles
 
 
-def indicators(sv: ShapValues, X_all: np.ndarray, *, min_count: int = 10) -> np.ndarray:
+def indicators(
+    sv: ShapValues,
+    X_all: np.ndarray,
+    *,
+    min_count: int = 10,
+    categories: Mapping[str, Sequence[str]] | None = None,
+) -> np.ndarray:
     """Boolean (n_all, p): each unit's value lies in the feature's risk-raising range.
 
     The range is learnt on the explained units *sv* (the bins with positive mean SHAP) and
-    applied to every unit of *X_all*, so prevalences count all units, not a sample.
+    applied to every unit of *X_all*, so prevalences count all units, not a sample. A
+    feature named in *categories* has a risk-raising *set* of categories, never a range:
+    its bins are :func:`category_bins` (a category not seen among the explained units
+    takes the pooled bin's sign).
     """
-    return indicator_ranges(value_stats(sv), min_count=min_count).apply(X_all)
+    if not categories or not set(categories) & set(sv.features):
+        # no categorical feature: the ranges that a cluster learns too (ValueStats add up)
+        return indicator_ranges(value_stats(sv), min_count=min_count).apply(X_all)
+    X_all = np.asarray(X_all, dtype=np.float64)
+    categories = categories or {}
+    out = np.zeros(X_all.shape, dtype=bool)
+    for j, name in enumerate(sv.features):
+        x = sv.data[:, j].astype(np.float64)
+        finite = np.isfinite(x)
+        s = sv.values[:, j]
+        if not finite.any():
+            continue
+        xa = X_all[:, j]
+        fa = np.isfinite(xa)
+        if name in categories:
+            b, mapping = category_bins(x, min_count=min_count)
+            nb = len(mapping)
+            sums = np.bincount(b[finite], weights=s[finite], minlength=nb)
+            cnt = np.bincount(b[finite], minlength=nb)
+            positive = sums / np.maximum(cnt, 1) > 0
+            pooled = next((k for k, c in mapping.items() if c is None), None)
+            rising = {c for k, c in mapping.items() if c is not None and positive[k]}
+            out[fa, j] = np.isin(xa[fa], list(rising))
+            if pooled is not None and positive[pooled] and cnt[pooled] >= min_count:
+                known = [c for c in mapping.values() if c is not None]
+                out[fa, j] |= ~np.isin(xa[fa], known)
+        else:
+            b = value_bins(x, min_count=min_count)
+            nb = int(b.max()) + 1
+            sums = np.bincount(b[finite], weights=s[finite], minlength=nb)
+            cnt = np.bincount(b[finite], minlength=nb)
+            positive = sums / np.maximum(cnt, 1) > 0
+            # bin upper edges on the explained sample, applied to all units
+            upper = np.array([x[finite][b[finite] == k].max() for k in range(nb)])
+            k = np.minimum(np.searchsorted(upper, xa[fa], side="left"), nb - 1)
+            out[fa, j] = positive[k]
+        miss = ~finite
+        if miss.sum() >= min_count and not fa.all():
+            out[~fa, j] = s[miss].mean() > 0
+    return out
 
 
 @dataclass(frozen=True)

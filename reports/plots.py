@@ -72,8 +72,23 @@ def roc_pr_plot(points: pd.DataFrame, path: Path, *, title: str, min_count: int 
     return _save(fig, path)
 
 
+def shap_axis(output: str) -> str:
+    """The unit of SHAP values on an axis: ``log-odds`` for a classifier's raw score."""
+    return {
+        "log-odds": "log-odds",
+        "probability": "probability",
+        "raw": "raw model output",
+    }.get(output, output)
+
+
 def shap_importance_plot(
-    importance: pd.DataFrame, path: Path, *, title: str, top: int = 20, min_count: int = 10
+    importance: pd.DataFrame,
+    path: Path,
+    *,
+    title: str,
+    top: int = 20,
+    min_count: int = 10,
+    output: str = "log-odds",
 ) -> Path:
     """Bar chart of mean |SHAP| per feature (``feature``, ``mean_abs_shap``, ``units``)."""
     require_aggregate(importance, count="units", min_count=min_count)
@@ -81,26 +96,43 @@ def shap_importance_plot(
     shown = shown.iloc[::-1]
     fig, ax = plt.subplots(figsize=(6, 0.28 * len(shown) + 1.2), dpi=110)
     ax.barh(shown["feature"], shown["mean_abs_shap"], color="#3b6ea8")
-    ax.set(xlabel="mean |SHAP| (raw model output)", title=title)
+    ax.set(xlabel=f"mean |SHAP| ({shap_axis(output)})", title=title)
     return _save(fig, path)
 
 
+def _is_category(part: pd.DataFrame) -> pd.Series:
+    if "category" not in part.columns:
+        return pd.Series(False, index=part.index)
+    return part["category"].notna() & (part["category"].astype(str) != "")
+
+
 def shap_summary_plot(
-    binned: pd.DataFrame, path: Path, *, title: str, order: list[str], min_count: int = 10
+    binned: pd.DataFrame,
+    path: Path,
+    *,
+    title: str,
+    order: list[str],
+    min_count: int = 10,
+    output: str = "log-odds",
 ) -> Path:
     """A binned beeswarm: per feature, one mark per value bin at the bin's mean SHAP.
 
-    Colour is the bin's position in the feature's values (low blue, high red), size the
-    bin's units. Every mark rests on at least *min_count* units (``units`` column).
+    Numeric features: colour is the bin's position in the feature's values (low blue, high
+    red), size the bin's units. Categorical features (rows with a ``category``): one grey
+    diamond per category, which has no low or high. A cross marks the missing values. A
+    legend explains the marks. Every mark rests on at least *min_count* units.
     """
+    from matplotlib.lines import Line2D
+
     require_aggregate(binned, count="units", min_count=min_count)
     feats = [f for f in order if f in set(binned["feature"])][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(feats) + 1.4), dpi=110)
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(feats) + 1.8), dpi=110)
     cmap = plt.get_cmap("coolwarm")
     biggest = float(binned["units"].max())
+    categorical = _is_category(binned)
     for y, f in enumerate(feats):
-        part = binned[binned["feature"] == f]
-        known = part[part["bin"] >= 0]
+        on = binned["feature"] == f
+        known = binned[on & (binned["bin"] >= 0) & ~categorical]
         ax.scatter(
             known["shap_mean"],
             [y] * len(known),
@@ -109,37 +141,97 @@ def shap_summary_plot(
             edgecolors="0.3",
             linewidths=0.3,
         )
-        missing = part[part["bin"] < 0]
+        cats = binned[on & (binned["bin"] >= 0) & categorical]
+        ax.scatter(
+            cats["shap_mean"],
+            [y] * len(cats),
+            marker="D",
+            color="0.55",
+            s=14 + 120 * cats["units"].to_numpy() / biggest,
+            edgecolors="0.2",
+            linewidths=0.3,
+        )
+        missing = binned[on & (binned["bin"] < 0)]
         ax.scatter(missing["shap_mean"], [y] * len(missing), marker="x", color="0.4", s=25)
     ax.axvline(0, color="0.6", lw=0.8)
     ax.set_yticks(range(len(feats)), feats)
-    ax.set(xlabel="mean SHAP per value bin (raw model output)", title=title)
+    ax.set(
+        xlabel=f"mean SHAP per bin ({shap_axis(output)}); right of 0 raises the score",
+        title=title,
+    )
+    handles = [
+        Line2D([], [], marker="o", ls="", color=cmap(0.85), mec="0.3", label="value bin"),
+        Line2D([], [], marker="D", ls="", color="0.55", mec="0.2", label="category (no order)"),
+        Line2D([], [], marker="x", ls="", color="0.4", label="missing values"),
+    ]
     sm = plt.cm.ScalarMappable(cmap=cmap)
     bar = fig.colorbar(sm, ax=ax, fraction=0.03, pad=0.02)
     bar.set_ticks([0, 1], labels=["low", "high"])
-    bar.set_label("feature value (bin position)")
-    return _save(fig, path)
+    bar.set_label("value bin")
+    legend_in = 0.6  # inches kept free below the axes for the legend
+    fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))
+    fig.legend(
+        handles=handles,
+        title=f"one mark per bin of ≥ {min_count} units; size: units in the bin",
+        loc="lower center",
+        ncol=3,
+        frameon=False,
+        fontsize=8,
+        title_fontsize=8,
+    )
+    return _save(fig, path, tight=False)
 
 
 def shap_dependence_plot(
-    binned: pd.DataFrame, path: Path, *, feature: str, title: str, min_count: int = 10
+    binned: pd.DataFrame,
+    path: Path,
+    *,
+    feature: str,
+    title: str,
+    min_count: int = 10,
+    output: str = "log-odds",
 ) -> Path:
-    """Mean SHAP per value bin of one feature, with a ±1 SD band (binned aggregates)."""
+    """Mean SHAP per value bin of one feature, with a ±1 SD band (binned aggregates).
+
+    A categorical feature (rows with a ``category``) gets one point with a ±1 SD bar per
+    category, labelled by name and not joined by a line: categories have no order.
+    """
     part = binned[(binned["feature"] == feature) & (binned["bin"] >= 0)]
     require_aggregate(part, count="units", min_count=min_count)
+    unit = shap_axis(output)
+    if _is_category(part).all() and len(part):
+        part = part.sort_values("shap_mean", kind="stable")
+        fig, ax = plt.subplots(figsize=(5.6, 3.2 + 0.12 * len(part)), dpi=110)
+        pos = range(len(part))
+        ax.errorbar(
+            part["shap_mean"],
+            list(pos),
+            xerr=part["shap_sd"],
+            fmt="D",
+            color="#3b6ea8",
+            ecolor="#9fb8d8",
+            capsize=2,
+            label="mean SHAP per category, ±1 SD",
+        )
+        ax.set_yticks(list(pos), part["category"].astype(str))
+        ax.axvline(0, color="0.6", lw=0.8)
+        ax.set(xlabel=f"SHAP ({unit})", ylabel=f"{feature} (category)", title=title)
+        ax.legend(frameon=False, fontsize=8, loc="lower right")
+        return _save(fig, path)
     fig, ax = plt.subplots(figsize=(4.8, 3.6), dpi=110)
     x, m, sd = part["value_mean"], part["shap_mean"], part["shap_sd"]
     ax.fill_between(x, m - sd, m + sd, color="#3b6ea8", alpha=0.2, label="±1 SD within bin")
     ax.plot(x, m, "o-", color="#3b6ea8", label="mean SHAP per value bin")
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set(xlabel=f"{feature} (bin mean)", ylabel="SHAP (raw model output)", title=title)
+    ax.set(xlabel=f"{feature} (bin mean)", ylabel=f"SHAP ({unit})", title=title)
     ax.legend(frameon=False, fontsize=8)
     return _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: plt.Figure, path: Path, *, tight: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
     return path

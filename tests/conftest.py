@@ -66,10 +66,12 @@ def region_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @dataclass(frozen=True)
 class TinyRun:
-    """The zones of one tiny ``zicht run`` (LightGBM and logistic), and what it printed."""
+    """The zones of one tiny ``zicht run`` (LightGBM and logistic), and what it printed
+    (*out*) and logged (*err*: its stage lines, as a log file would hold them)."""
 
     root: Path
     out: str
+    err: str = ""
 
     @property
     def data(self) -> Path:
@@ -112,11 +114,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
 
     root = tmp_path_factory.mktemp("tiny_run")
     run = TinyRun(root, "")
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
+    buffer, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(errors):
         code = main(["run", "--scale", "tiny", "--models", "lightgbm,logistic", *run.args])
-    assert code == 0, buffer.getvalue()
-    return TinyRun(root, buffer.getvalue())
+    assert code == 0, buffer.getvalue() + errors.getvalue()
+    return TinyRun(root, buffer.getvalue(), errors.getvalue())
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,41 @@ def test_plots_take_binned_frames_only() -> None:
         plots.shap_dependence_plot(small, Path("x.png"), feature="a", title="t")
 
 
+def test_categoricals_are_binned_per_category_not_as_a_range(tmp_path: Path) -> None:
+    """Known answer: 12 regions whose effect does not follow their code order. Each region
+    is its own bin, named, unordered; the driver indicator is the set of risk-raising
+    regions; a region of 4 units joins the pooled bin, never a neighbour."""
+    rng = np.random.default_rng(5)
+    n = 30_000
+    names = tuple(f"R{i:02d}" for i in range(12))
+    region = rng.integers(0, 11, n).astype(float)
+    region[:4] = 11  # a tiny region: pooled with nothing else big enough
+    effect = np.array([1.0, -1.0] * 6)  # alternating: no range of codes captures it
+    x = np.c_[region, rng.normal(size=n)]
+    logit = -2 + effect[region.astype(int)] + 0.5 * x[:, 1]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    model = make_estimator("lightgbm", "binary", params={"n_estimators": 80}, categorical=[0])
+    model.fit(x.astype(np.float32), y, **fit_kwargs("lightgbm", [0]))  # type: ignore[attr-defined]
+    sv = E.explain(model, x, ["region", "z"])
+    cats = {"region": names}
+    binned = E.binned_summary(sv, categories=cats)
+    reg = binned[binned["feature"] == "region"].set_index("category")
+    assert set(reg.index) == set(names[:11])  # one row per region, by name; R11 too small
+    assert reg["value_rank"].isna().all() and (reg["units"] >= 10).all()
+    for k in range(11):
+        assert np.sign(reg.loc[names[k], "shap_mean"]) == np.sign(effect[k])
+    numeric = binned[binned["feature"] == "z"]
+    assert numeric["category"].isna().all() and numeric["value_rank"].notna().all()
+    ind = E.indicators(sv, x, categories=cats)
+    rising = effect[region.astype(int)] > 0
+    assert (ind[4:, 0] == rising[4:]).all()
+    # the plots draw categories as unordered marks, on log-odds axes
+    assert plots.shap_summary_plot(binned, tmp_path / "s.png", title="t", order=["region", "z"])
+    dep = plots.shap_dependence_plot(binned, tmp_path / "d.png", feature="region", title="t")
+    assert dep.stat().st_size > 0
+    assert plots.shap_axis(sv.output) == "log-odds"
+
+
 def test_value_bins_never_hold_fewer_than_min_count() -> None:
     x = np.r_[np.zeros(3), np.arange(200.0), [np.nan] * 4]
     b = E.value_bins(x, min_count=10)

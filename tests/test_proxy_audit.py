@@ -53,7 +53,12 @@ def _value(table: pd.DataFrame, group: str, column: str) -> float:
     return float(table.loc[table["group"] == group, column].to_numpy()[0])
 
 
-def _audit(d: dict[str, np.ndarray], settings: AuditSettings = FAST) -> ProxyAudit:
+def _audit(
+    d: dict[str, np.ndarray],
+    settings: AuditSettings = FAST,
+    names: tuple[str, ...] = NAMES,
+    other: tuple[str, ...] = (),
+) -> ProxyAudit:
     return proxy_audit(
         d["origin"],
         labels=d["labels"],
@@ -62,8 +67,9 @@ def _audit(d: dict[str, np.ndarray], settings: AuditSettings = FAST) -> ProxyAud
         area_columns=[1],
         gemeente=d["gemeente"],
         buurt=d["buurt"],
-        group_names=NAMES,
+        group_names=names,
         settings=settings,
+        other_groups=other,
     )
 
 
@@ -82,12 +88,26 @@ def test_calibrated_scores_pass_and_a_direct_effect_is_flagged() -> None:
 
 def test_proxy_auc_sees_the_feature_and_the_gaps_track_the_buurt_mix() -> None:
     a = _audit(_synthetic(0.0))
-    full, area = a.proxy["roc_auc_ovr_macro"]
-    assert 0.6 < full < 0.9 and 0.55 < area < full  # x adds to the buurt mix
+    chance, area, full = a.proxy["roc_auc_ovr_macro"]
+    assert list(a.proxy["reference"]) == ["chance", "area features only", "all model features"]
+    assert chance == 0.5 and 0.6 < full < 0.9 and 0.55 < area < full  # x adds to the buurt mix
+    reading = a.proxy_reading()
+    assert f"AUC {full:.2f}" in reading and f"alone reach {area:.2f}" in reading
+    assert f"add {full - area:.2f}" in reading and "0.5 is chance" in reading
     # buurten with many group-b units have higher scores and higher observed rates
     assert _value(a.area_gaps, "b", "score_gap") > 0
     assert _value(a.area_gaps, "b", "observed_gap") > 0
     assert _value(a.area_gaps, "a", "score_gap") < 0
+    # every gap has a gemeente-bootstrap interval around it
+    for col in ("score_gap", "observed_gap", "excess_gap"):
+        lo, hi = a.area_gaps[f"{col}_lo"], a.area_gaps[f"{col}_hi"]
+        assert (lo <= a.area_gaps[col] + 1e-12).all() and (a.area_gaps[col] <= hi + 1e-12).all()
+    # the model is right about every buurt: its score gap matches the observed gap
+    lo, hi = (_value(a.area_gaps, "b", f"excess_gap_{e}") for e in ("lo", "hi"))
+    assert lo < 0 < hi
+    g = a.groups
+    assert (g["fpr_elevated_lo"] <= g["fpr_elevated"]).all()
+    assert (g["fpr_elevated"] <= g["fpr_elevated_hi"]).all()
 
 
 def test_small_groups_are_suppressed_and_nothing_is_unit_level() -> None:
@@ -103,6 +123,51 @@ def test_small_groups_are_suppressed_and_nothing_is_unit_level() -> None:
         assert len(table) <= len(NAMES)
         assert not [col for col in table.columns if col.endswith("_id")]
     assert (a.groups["units"].dropna() >= 10).all()
+
+
+def test_groups_with_too_few_events_are_not_judged_and_said_so() -> None:
+    d = _synthetic(0.0)
+    # group c: 400 units with 4 events (and, planted, scores 3x too high: not judged all the
+    # same, because 4 events cannot say so)
+    c = np.flatnonzero(d["origin"] == 2)[:400]
+    d["origin"] = np.where(d["origin"] == 2, 1, d["origin"])
+    d["origin"][c] = 2
+    d["labels"][c] = 0.0
+    d["labels"][c[:4]] = 1.0
+    d["scores"][c] = np.minimum(d["scores"][c] * 3, 1.0)
+    a = _audit(d)
+    row = a.groups.set_index("group").loc["c"]
+    assert row["status"] == "not judged: fewer than 10 events" and row["units"] == 400
+    assert not row["flagged"] and pd.isna(row["relative_calibration"])
+    assert a.not_judged == ("c",) and not a.flagged
+    kinds = dict(a.headline())
+    assert kinds["note"].startswith("Not judged: c: fewer than 10 events")
+    assert kinds["ok"].startswith("Passed for a and b:")  # c is not among the passed
+
+
+def test_a_planted_miscalibration_of_one_origin_group_is_flagged_by_name() -> None:
+    d = _synthetic(0.0)
+    b = d["origin"] == 1
+    d["scores"][b] *= 0.5  # group b: half the events it has are predicted
+    a = _audit(d)
+    assert a.flagged_origin == ("b",) and not a.flagged_other
+    assert _value(a.groups, "b", "relative_calibration_hi") < 1 / FAST.tolerance
+    (kind, text), *rest = a.headline()
+    assert kind == "flag" and "origin group(s) b," in text
+    assert ("ok", "Calibrated for a and c.") in rest
+
+
+def test_a_flagged_group_that_is_not_an_origin_group_is_not_called_one() -> None:
+    d = _synthetic(0.0)
+    # group c stands for vacant dwellings: not an origin group; plant its miscalibration
+    d["scores"][d["origin"] == 2] *= 0.4
+    a = _audit(d, other=("c",))
+    assert a.flagged_other == ("c",) and not a.flagged_origin and a.flagged
+    text = " ".join(t for _, t in a.headline())
+    assert "c (not an origin group)" in text and "origin group(s)" not in text
+    assert "Passed for a and b" in text
+    assert "c" not in set(a.area_gaps["group"])  # no origin mix for a group that is none
+    assert set(a.groups.loc[a.groups["group"] == "c", "group_kind"]) == {"other"}
 
 
 def test_codes_outside_the_groups_are_refused() -> None:
@@ -157,6 +222,9 @@ def test_default_world_passes_and_a_planted_direct_effect_is_flagged(
     assert _value(planted.groups, "Nederland", "relative_calibration") > 1
     assert planted.groups["relative_calibration"].min() < 0.8
     assert (clean.groups["units"].dropna() >= 10).all()
+    # the headline names origin groups only when an origin group is flagged
+    assert planted.flagged_origin and "origin group(s)" in planted.headline()[0][1]
+    assert not any("origin group(s)" in t for _, t in clean.headline())
 
 
 def test_the_default_world_has_no_direct_effect() -> None:

@@ -7,11 +7,14 @@ table, and render in headless Chromium (the screenshot is kept as a test artifac
 
 from __future__ import annotations
 
+import html as html_lib
+import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -74,8 +77,18 @@ def test_page_has_every_section_and_the_facts(reported: dict[str, object]) -> No
     # generated from the guard's lineage, not a hand-written sentence
     assert "none of the 36 features of this run is built from a protected column" in html
     assert "persons.herkomst" in html
-    # the proxy audit ran on the champion's predictions; the default world passes it
-    assert "Passed: no origin group" in html and "roc_auc_ovr_macro" in html
+    # the proxy audit ran on the champion's predictions; the default world passes it, and
+    # says against which reference points its proxy AUC stands
+    assert "Passed for " in html and "proxy AUC" in html and "area features only" in html
+    assert "origin group(s)" not in html  # no origin group is flagged
+    # what needs attention comes first; metrics are grouped, labelled and defined
+    assert html.index('id="attention"') < html.index('id="data"')
+    for group in ("Discrimination", "Calibration", "Operational", "Against the oracle"):
+        assert f"<h3>{group}</h3>" in html
+    assert "<td>ROC AUC</td>" in html and "roc_auc" not in re.sub(r"<code>.*?</code>", "", html)
+    for defined in ("PAI, top 10% of area", "Oracle ratio", "ECE"):
+        assert f"<dt>{defined}</dt>" in html
+    assert "@media print" in html
     # training set a champion, and a new champion is explained at once: its SHAP is shown
     assert "Not yet explained" not in html and "mean_abs_shap" in html
     assert "Not yet published: run `zicht publish jonge_aanwas`" in html
@@ -83,6 +96,7 @@ def test_page_has_every_section_and_the_facts(reported: dict[str, object]) -> No
     assert html.count("data:image/png;base64,") >= 4
     index = (review / "index.html").read_text()
     assert f'href="{TASK}/index.html"' in index and "passed" in index
+    assert index.index("What needs attention") < index.index("<h2>Reports</h2>")
 
 
 def test_page_is_self_contained_and_aggregate(reported: dict[str, object]) -> None:
@@ -169,4 +183,54 @@ def test_page_renders_in_headless_chromium(reported: dict[str, object], tmp_path
     ).stdout
     for _, name in SECTIONS:
         assert f">{name}</h2>" in dom
-    assert "Passed: no origin group" in dom
+    assert "Passed for " in dom
+    # no horizontal overflow at 1280 px: the page, and every table in it, fits
+    probe = _overflow(browser, flags, page, tmp_path)
+    assert probe["scrollWidth"] <= probe["viewport"] and not probe["wide"], probe
+    # the probe sees overflow where there is some (a planted 3,000 px element)
+    wide = tmp_path / "wide.html"
+    wide.write_text(page.read_text().replace("</main>", '<div style="width:3000px">x</div></main>'))
+    planted = _overflow(browser, flags, wide, tmp_path)
+    assert planted["scrollWidth"] > planted["viewport"] and planted["wide"]
+
+
+#: measures overflow after the page has loaded (added to a copy: the report has no script)
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const vw = document.documentElement.clientWidth, wide = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const right = el.getBoundingClientRect().right;
+    const scrolls = el.scrollWidth > el.clientWidth + 1
+      && getComputedStyle(el).overflowX !== 'visible';
+    if (right > vw + 1 || scrolls) wide.push(el.tagName + ':' + Math.round(right));
+  }
+  const out = document.createElement('pre');
+  out.id = 'overflow-probe';
+  out.textContent = JSON.stringify({viewport: vw,
+    scrollWidth: document.documentElement.scrollWidth, wide: wide.slice(0, 20)});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _overflow(browser: str, flags: list[str], page: Path, tmp_path: Path) -> dict[str, Any]:
+    """Load a copy of *page* with :data:`PROBE` at 1280 px; what overflows the viewport."""
+    copy = tmp_path / f"probe_{page.name}"
+    copy.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    dom = subprocess.run(
+        [
+            browser,
+            *flags,
+            "--window-size=1280,2000",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            copy.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    found = re.search(r'<pre id="overflow-probe">(.*?)</pre>', dom, re.S)
+    assert found, "the overflow probe did not run"
+    return dict(json.loads(html_lib.unescape(found.group(1))))
