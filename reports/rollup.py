@@ -59,6 +59,9 @@ class Basis:
     name: str
     kind: str  # "sum" | "count"
     upper: str  # "n" (the total cannot exceed the units) or "inf"
+    #: each contributor knows its own contribution (a business its turnover; nobody knows a
+    #: model's probability for them): a cell of one contributor is known to that contributor
+    own_value_known: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,7 @@ def build_cells(grid: pd.DataFrame, bases: tuple[Basis, ...]) -> pd.DataFrame:
                         np.int64
                     ),
                     "intent": True,
+                    "own_value_known": b.own_value_known,
                 }
             )
         )
@@ -540,7 +544,7 @@ def roll_up_turnover(
     expected = pd.concat(pieces, ignore_index=True).rename(columns={"e": "expected_turnover"})
     modelled = modelled.merge(expected, on=["level", "area_code", "breakdown"], how="left")
     modelled["flag"] = modelled["flag"].astype("boolean")
-    bases = (Basis("turnover_sum", "sum", "inf"),)
+    bases = (Basis("turnover_sum", "sum", "inf", own_value_known=True),)
     cells = build_cells(modelled, bases)
     relations = build_relations(modelled, bases, breakdown=True)
     return Rollup(
