@@ -32,6 +32,7 @@ protect is refused (:class:`DisclosureRefused`, nothing published).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +75,7 @@ LEVEL_WEIGHT = 2.0
 SUPPRESSED_WEIGHT = 1e-3
 #: neighbourhoods tried, in relation steps (None: every cell reachable)
 BUILD_HOPS: tuple[int | None, ...] = (2, 4, 8, None)
-RELEASE_HOPS: tuple[int | None, ...] = (2, 4, 8)
+RELEASE_HOPS: tuple[int | None, ...] = (4, None)
 
 
 def heights(linked: Linked) -> np.ndarray:
@@ -125,144 +126,177 @@ def own_value_known(cells: pd.DataFrame) -> np.ndarray:
     return cells["own_value_known"].to_numpy(dtype=bool) & (contributors(cells) == 1)
 
 
+Key = tuple[int, bool, int]  # (unsafe cell, upper side?, the singleton it must not move or -1)
+
+
 class _Pattern:
-    """One protect() call's mutable state: which cells are hidden and every witness."""
+    """One protect() call's mutable state: which cells are hidden and every witness.
+
+    Each unsafe cell and side has a witness (key ``(t, up, -1)``); for every singleton
+    cell of another contributor that this witness moves, a second witness that leaves that
+    singleton where it is (key ``(t, up, s)``): protection against each such intruder.
+    """
 
     def __init__(
         self,
         w: Witnesses,
         cost: np.ndarray,
         unknown: np.ndarray,
-        fixed: np.ndarray,
         known: np.ndarray,
         singleton: np.ndarray,
+        need: dict[tuple[int, bool], float],
     ) -> None:
         self.w = w
         self.cost = cost
         self.unknown = unknown.copy()
-        self.fixed = fixed  # hidden whatever happens: unsafe, never released, sticky
+        self.fixed = unknown.copy()  # hidden whatever happens: unsafe, never released, sticky
         self.known = known  # the attacker knows these: never free
         self.singleton = singleton
+        self.need = need
         self.secondary = np.zeros(len(unknown), bool)
-        self.support: dict[tuple[int, bool], np.ndarray] = {}
-        self.mirror: tuple[int, bool, np.ndarray, np.ndarray] | None = None
-        self.users: dict[int, set[tuple[int, bool]]] = {}
-
-    def _allowed(self, t: int, base: np.ndarray) -> np.ndarray:
-        allowed = base & ~self.known
-        allowed[t] = True
-        return allowed
-
-    def _free(self, t: int, free: np.ndarray) -> np.ndarray:
-        """*free* less the singletons whose contributor is not one of t's: that business
-        knows its own cell, so a witness must leave it where it is."""
-        lone = self.singleton[free]
-        if not lone.any():
-            return free
-        return free[~lone | self.w.related(t, free)]
+        self.support: dict[Key, np.ndarray] = {}
+        self.users: dict[int, dict[Key, float]] = {}  # cell -> key -> share of the move
 
     def _weight(self, published_cost: bool) -> np.ndarray:
         hidden = SUPPRESSED_WEIGHT * np.where(self.fixed, CELL_COST, self.cost)
         return np.where(self.unknown, hidden, self.cost if published_cost else np.inf)
 
+    def outsiders(self, t: int, moved: np.ndarray) -> list[int]:
+        """The singletons among *moved* whose contributor is not one of t's."""
+        lone = moved[self.singleton[moved] & (moved != t)]
+        if not len(lone):
+            return []
+        return [int(c) for c in lone[~self.w.related(t, lone)]]
+
     def find(
-        self,
-        t: int,
-        up: bool,
-        amount: float,
-        *,
-        base: np.ndarray,
-        hops: tuple[int | None, ...],
-        weight: np.ndarray,
+        self, key: Key, *, base: np.ndarray, hops: tuple[int | None, ...], weight: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The cells a least-cost witness for (t, side) moves and by how much, searching in
-        wider and wider neighbourhoods."""
-        allowed = self._allowed(t, base)
+        """The cells a least-cost witness for *key* moves and by how much, searching in
+        wider and wider neighbourhoods of the *base* cells."""
+        t, up, avoid = key
+        allowed = base & ~self.known
+        allowed[t] = True
+        if avoid >= 0:
+            allowed[avoid] = False
         last = -1
         for h in hops:
             free = self.w.hood(t, h, allowed)
             if len(free) == last:
                 continue  # the neighbourhood stopped growing: no use solving again
             last = len(free)
-            free = self._free(t, free)
-            found = self.w.solve(free, t, up, amount, weight)
+            found = self.w.solve(free, t, up, self.need[(t, up)], weight)
             if found is not None:
                 return found
         return None
 
-    def keep(self, key: tuple[int, bool], moved: np.ndarray) -> None:
-        old = self.support.get(key)
+    def keep(self, key: Key, found: tuple[np.ndarray, np.ndarray]) -> None:
+        self.drop(key)
+        moved, change = found
+        self.support[key] = moved
+        share = np.abs(change) / self.need[(key[0], key[1])]
+        for c, x in zip(moved, share, strict=True):
+            self.users.setdefault(int(c), {})[key] = float(x)
+
+    def drop(self, key: Key) -> None:
+        old = self.support.pop(key, None)
         if old is not None:
             for c in old:
-                self.users[int(c)].discard(key)
-        self.support[key] = moved
-        for c in moved:
-            self.users.setdefault(int(c), set()).add(key)
+                self.users[int(c)].pop(key, None)
 
-    def build(self, t: int, up: bool, amount: float, hops: tuple[int | None, ...]) -> bool:
-        """Protect one side of t, suppressing the published cells its witness moves.
+    def _stale(self, t: int, up: bool) -> None:
+        """Drop the intruder witnesses of (t, up) whose singleton its witness no longer moves."""
+        wanted = set(self.outsiders(t, self.support[(t, up, -1)]))
+        for key in [k for k in self.support if k[0] == t and k[1] == up and k[2] >= 0]:
+            if key[2] not in wanted:
+                self.drop(key)
+
+    def build(self, t: int, up: bool, hops: tuple[int | None, ...]) -> bool:
+        """Protect one side of t (and against every singleton intruder its witness moves),
+        suppressing the published cells the witnesses move.
 
         Suppressed cells are almost free to move, published ones cost what suppressing
         them would hide.
         """
-        base = np.ones(len(self.unknown), bool)
-        found = self.find(t, up, amount, base=base, hops=hops, weight=self._weight(True))
-        if found is None:
-            return False
-        moved, change = found
-        new = moved[~self.unknown[moved]]
-        self.unknown[new] = True
-        self.secondary[new] = True
-        self.keep((t, up), moved)
-        self.mirror = (t, up, moved, change / amount)
+        every = np.ones(len(self.unknown), bool)
+        queue: list[Key] = [(t, up, -1)]
+        while queue:
+            key = queue.pop()
+            found = self.find(key, base=every, hops=hops, weight=self._weight(True))
+            if found is None:
+                return False
+            moved = found[0]
+            new = moved[~self.unknown[moved]]
+            self.unknown[new] = True
+            self.secondary[new] = True
+            self.keep(key, found)
+            if key[2] < 0:
+                queue += [(t, up, s) for s in self.outsiders(t, moved)]
+        self._stale(t, up)
         return True
 
-    def mirrored(self, t: int, up: bool, amount: float) -> bool:
-        """Whether the witness just found for t's other side, reversed, serves this side too
-        (no LP): every cell it moves has room to move the other way as far."""
-        if self.mirror is None or self.mirror[0] != t or self.mirror[1] == up:
+    def mirrored(self, t: int, up: bool) -> bool:
+        """Whether the witness of t's other side, reversed, serves this side too (no LP):
+        every cell it moves has room to move the other way as far."""
+        other = (t, not up, -1)
+        if other not in self.support:
             return False
-        _, _, moved, unit = self.mirror
-        step = -unit * amount
-        value, upper = self.w.value[moved], self.w.upper[moved]
-        ok = (value + step >= -1e-9 * np.maximum(1.0, value)) & (
-            value + step <= upper + 1e-9 * np.maximum(1.0, np.abs(upper))
-        )
-        if not ok.all():
+        moved = self.support[other]
+        found = self.w.solve(moved, t, up, self.need[(t, up)], self._weight(False))
+        if found is None or self.outsiders(t, found[0]):
             return False
-        self.keep((t, up), moved)
+        self.keep((t, up, -1), found)
         return True
 
-    def release(self, need: dict[tuple[int, bool], float]) -> None:
+    def release(self) -> None:
         """Publish every complement whose witnesses can all be re-routed, costliest first."""
         order = np.flatnonzero(self.secondary & ~self.fixed)
         order = order[np.argsort(-self.cost[order], kind="stable")]
-        weight_base = None
+        weight = None
         for s in order:
-            keys = sorted(self.users.get(int(s), set()))
+            # the witnesses that lean on s the most first: if one cannot do without s, the
+            # others need not be tried
+            leaning = self.users.get(int(s), {})
+            affected = sorted(leaning, key=lambda k: (k[2] >= 0, -leaning[k], k))
             self.unknown[s] = False
-            if weight_base is None or keys:
-                weight_base = self._weight(False)
-            found: dict[tuple[int, bool], np.ndarray] = {}
-            for key in keys:
-                moved = self.find(
-                    key[0],
-                    key[1],
-                    need[key],
-                    base=self.unknown,
-                    hops=RELEASE_HOPS,
-                    weight=weight_base,
-                )
-                if moved is None:
-                    break
-                found[key] = moved[0]
-            if len(found) < len(keys):
+            if weight is None or affected:
+                weight = self._weight(False)
+            trial = self._reroute(affected, weight)
+            if trial is None:
                 self.unknown[s] = True
                 continue
             self.secondary[s] = False
-            for key, moved in found.items():
+            for key, moved in trial.items():
                 self.keep(key, moved)
-            self.users.pop(int(s), None)
+            for t, up in {(k[0], k[1]) for k in trial}:
+                self._stale(t, up)
+
+    def _reroute(
+        self, affected: list[Key], weight: np.ndarray
+    ) -> dict[Key, tuple[np.ndarray, np.ndarray]] | None:
+        """New witnesses through the cells still hidden for every *affected* key (and for
+        each intruder a re-routed witness newly moves), or None if one has none."""
+        trial: dict[Key, tuple[np.ndarray, np.ndarray]] = {}
+        pending = deque(affected)
+        while pending:
+            key = pending.popleft()
+            t, up, avoid = key
+            if key in trial:
+                continue
+            if avoid >= 0:
+                key0 = (t, up, -1)
+                base = trial[key0][0] if key0 in trial else self.support.get(key0)
+                if base is None or avoid not in self.outsiders(t, base):
+                    continue  # its singleton is no longer moved: no longer needed
+            found = self.find(key, base=self.unknown, hops=RELEASE_HOPS, weight=weight)
+            if found is None:
+                return None
+            trial[key] = found
+            if avoid < 0:
+                for o in self.outsiders(t, found[0]):
+                    k2 = (t, up, o)
+                    if k2 not in trial and (k2 not in self.support or k2 in affected):
+                        pending.append(k2)
+        return trial
 
 
 def protect(
@@ -270,6 +304,7 @@ def protect(
     relations: pd.DataFrame,
     settings: RuleSettings,
     *,
+    method: str = "witness",
     max_rounds: int = 20,
     presuppressed: np.ndarray | None = None,
     known: np.ndarray | None = None,
@@ -285,6 +320,11 @@ def protect(
         contributor is known to it, so it never protects another cell.
     settings
         The rule settings.
+    method
+        ``witness`` (the least-cost witnesses and release pass above) or ``greedy``
+        (:mod:`disclosure.greedy`: closing singleton relations and repairing by audit; linear
+        time, for tables with tens of thousands of unsafe cells, where one LP per cell and
+        side takes too long; it hides more).
     max_rounds
         Audit/repair rounds before giving up (the first audit normally passes).
     presuppressed
@@ -304,6 +344,12 @@ def protect(
     DisclosureRefused
         If some unsafe cell cannot be protected; the message names it.
     """
+    if method == "greedy":
+        from disclosure.greedy import protect_greedy
+
+        return protect_greedy(cells, relations, settings, presuppressed=presuppressed, known=known)
+    if method != "witness":
+        raise ValueError(f"protect: method must be 'witness' or 'greedy', got {method!r}")
     linked = link(cells, relations)
     prim = primary_unchecked(cells, settings)
     intent = cells["intent"].to_numpy(dtype=bool)
@@ -324,25 +370,25 @@ def protect(
     if presuppressed is not None:
         start = start | (np.asarray(presuppressed, dtype=bool) & ~known)
     cost, unit = suppression_cost(cells, linked)
-    state = _Pattern(Witnesses(linked), cost, start, start, known, own_value_known(cells))
-    state.secondary[start & ~unsafe & intent] = True
     need: dict[tuple[int, bool], float] = {}
     for c in np.flatnonzero(unsafe):
         for up, amount in ((True, req_up[c]), (False, req_lo[c])):
             if amount > 1e-12 * max(1.0, linked.value[c]):
                 need[(int(c), up)] = float(amount)
+    state = _Pattern(Witnesses(linked), cost, start, known, own_value_known(cells), need)
+    state.secondary[start & ~unsafe & intent] = True
     # hardest first: the largest protection (in cost units) forces the largest complements,
     # which the smaller needs around it can then share
     most = {t: max(need.get((t, True), 0.0), need.get((t, False), 0.0)) for t, _ in need}
     order = sorted(need, key=lambda k: (-most[k[0]] / unit[k[0]], k[0], not k[1]))
     for key in order:
-        if state.mirrored(key[0], key[1], need[key]):
+        if state.mirrored(key[0], key[1]):
             continue
-        if not state.build(key[0], key[1], need[key], BUILD_HOPS):
+        if not state.build(key[0], key[1], BUILD_HOPS):
             _refuse(linked.cell_ids[key[0]], prim["reason"].iloc[key[0]])
-    state.release(need)
+    state.release()
     rounds = _audit_and_repair(linked, state, need, req_lo, req_up, unsafe, prim, max_rounds)
-    return _result(cells, prim, state, intent, unsafe & intent, rounds)
+    return result(cells, prim, state.unknown, state.secondary, intent, unsafe & intent, rounds)
 
 
 def _refuse(cell_id: str, reason: str) -> None:
@@ -368,17 +414,14 @@ def _audit_and_repair(
     for rounds in range(1, max_rounds + 1):
         if not len(targets):
             return rounds
-        lo, hi = intervals(
-            linked, state.unknown, targets, need=(req_lo[targets], req_up[targets])
-        )
+        lo, hi = intervals(linked, state.unknown, targets, need=(req_lo[targets], req_up[targets]))
         ok = protection_ok(linked.value[targets], lo, hi, req_lo[targets], req_up[targets])
         failing = targets[~ok]
         if not len(failing):
             return rounds
         for t in failing:
             for up in (True, False):
-                key = (int(t), up)
-                if key in need and not state.build(key[0], up, need[key], (None,)):
+                if (int(t), up) in need and not state.build(int(t), up, (None,)):
                     _refuse(linked.cell_ids[t], prim["reason"].iloc[t])
         targets = failing
     raise DisclosureRefused(
@@ -387,28 +430,31 @@ def _audit_and_repair(
         "max_rounds or publish a coarser table"
     )
 
-def _result(
+
+def result(
     cells: pd.DataFrame,
     prim: pd.DataFrame,
-    state: _Pattern,
+    unknown: np.ndarray,
+    secondary: np.ndarray,
     intent: np.ndarray,
     unsafe: np.ndarray,
     rounds: int,
 ) -> Protection:
+    """The :class:`Protection` of a suppression pattern (shared by both methods)."""
     reason = np.where(
         ~intent,
         "not_released",
-        np.where(unsafe, prim["reason"].to_numpy(), np.where(state.secondary, "secondary", "")),
+        np.where(unsafe, prim["reason"].to_numpy(), np.where(secondary, "secondary", "")),
     )
     status = pd.DataFrame(
         {
             "cell_id": cells["cell_id"].to_numpy(),
-            "status": np.where(state.unknown, "suppressed", "published"),
+            "status": np.where(unknown, "suppressed", "published"),
             "reason": reason,
         }
     )
     tally: dict[tuple[str, str], list[int]] = {}
-    hidden = np.flatnonzero(state.unknown)
+    hidden = np.flatnonzero(unknown)
     levels, units = cells["level"].to_numpy()[hidden], cells["n"].to_numpy()[hidden]
     for level, why, n in zip(levels, reason[hidden], units, strict=True):
         for one in str(why).split(";"):

@@ -46,27 +46,30 @@ class Witnesses:
         self.value = linked.value
         self.upper = linked.upper
         self.n_cells = len(linked.value)
+        self.solver = new_solver() if _highs is not None else None
 
-    def related(self, t: int, within: np.ndarray) -> np.ndarray:
-        """The cells of *within* whose units all lie in *t* or that hold all of t's units:
-        t's parts, their parts, ... and t's totals, their totals, ... (a business in such
-        a cell is a contributor of t itself; every other cell has other contributors)."""
-        inside = np.zeros(self.n_cells, bool)
-        inside[within] = True
-        out = np.zeros(self.n_cells, bool)
-        out[t] = True
+    def related(self, t: int, cands: np.ndarray) -> np.ndarray:
+        """Which of the cells *cands* share their units with *t*: t's parts, their parts,
+        ... and t's totals, their totals, ... (a business in such a cell is a contributor
+        of t itself; every other cell's units are not t's)."""
+        left = {int(c) for c in cands}
+        found: set[int] = set()
         for down in (True, False):  # down: t is the total; up: t is a part
+            seen = {t}
             stack = [t]
-            while stack:
+            while stack and left - found:
                 c = stack.pop()
                 for r, coef in zip(self.cell_rels[c], self.cell_coef[c], strict=True):
                     if (coef > 0) != down:
                         continue
                     for s, sc in zip(self.rel_cells[r], self.rel_coef[r], strict=True):
-                        if (sc < 0) == down and inside[s] and not out[s]:
-                            out[s] = True
-                            stack.append(int(s))
-        return out[within]
+                        s = int(s)
+                        if (sc < 0) == down and s not in seen:
+                            seen.add(s)
+                            stack.append(s)
+                            if s in left:
+                                found.add(s)
+        return np.array([int(c) in found for c in cands], dtype=bool)
 
     def hood(self, t: int, hops: int | None, allowed: np.ndarray) -> np.ndarray:
         """Cells within *hops* relation steps of *t* through *allowed* cells (None: all).
@@ -156,7 +159,7 @@ class Witnesses:
             ),
             shape=(len(rows), 2 * k),
         )
-        x = _lp(mat, cost, lo, hi)
+        x = _lp(mat, cost, lo, hi, self.solver)
         if x is None:
             return None
         f = x[:k] - x[k:]
@@ -165,8 +168,17 @@ class Witnesses:
         return free[moved], f[moved] * scale
 
 
-def _lp(mat: sp.csc_matrix, cost: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
-    """min cost @ x subject to mat @ x == 0, lo <= x <= hi; None when infeasible."""
+def _lp(
+    mat: sp.csc_matrix,
+    cost: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    solver: object | None = None,
+) -> np.ndarray | None:
+    """min cost @ x subject to mat @ x == 0, lo <= x <= hi; None when infeasible.
+
+    *solver* is a HiGHS instance to reuse (its options set once); a new one otherwise.
+    """
     n_rows, n_cols = mat.shape
     if _highs is None:  # pragma: no cover
         from scipy.optimize import linprog
@@ -179,30 +191,41 @@ def _lp(mat: sp.csc_matrix, cost: np.ndarray, lo: np.ndarray, hi: np.ndarray) ->
             method="highs",
         )
         return res.x if res.status == 0 else None
-    lp = _highs.HighsLp()
-    lp.num_col_, lp.num_row_ = n_cols, n_rows
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n_cols, n_rows
-    lp.a_matrix_.format_ = _highs.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = mat.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = mat.indices.astype(np.int32)
-    lp.a_matrix_.value_ = mat.data.astype(float)
-    lp.col_cost_ = cost.astype(float)
-    lp.col_lower_ = lo.astype(float)
-    lp.col_upper_ = np.where(np.isfinite(hi), hi, _highs.kHighsInf)
-    lp.row_lower_ = np.zeros(n_rows)
-    lp.row_upper_ = np.zeros(n_rows)
+    highs = solver if solver is not None else new_solver()
+    upper = np.where(np.isfinite(hi), hi, _highs.kHighsInf)
+    zeros = np.zeros(n_rows)
+    highs.passModel(  # type: ignore[attr-defined]
+        n_cols,
+        n_rows,
+        len(mat.data),
+        1,  # column-wise
+        1,  # minimise
+        0.0,
+        cost.astype(np.float64),
+        lo.astype(np.float64),
+        upper.astype(np.float64),
+        zeros,
+        zeros,
+        mat.indptr[:-1].astype(np.int32),
+        mat.indices.astype(np.int32),
+        mat.data.astype(np.float64),
+        np.zeros(n_cols, dtype=np.int32),  # all continuous
+    )
+    for _attempt in range(2):
+        highs.run()  # type: ignore[attr-defined]
+        status = highs.getModelStatus()  # type: ignore[attr-defined]
+        if status == _highs.HighsModelStatus.kOptimal:
+            x = np.asarray(highs.getSolution().col_value)  # type: ignore[attr-defined]
+            return np.clip(x, lo, hi)
+        if status == _highs.HighsModelStatus.kInfeasible:
+            return None
+        highs.clearSolver()  # type: ignore[attr-defined]  # a numerical hiccup: once more, cold
+    return None
+
+
+def new_solver() -> object:
+    """A quiet HiGHS instance without presolve (the witness LPs are small)."""
     solver = _highs._Highs()
     solver.setOptionValue("output_flag", False)
     solver.setOptionValue("presolve", "off")
-    solver.passModel(lp)
-    solver.run()
-    status = solver.getModelStatus()
-    if status == _highs.HighsModelStatus.kOptimal:
-        return np.clip(np.asarray(solver.getSolution().col_value), lo, hi)
-    if status == _highs.HighsModelStatus.kInfeasible:
-        return None
-    solver.clearSolver()  # anything else (e.g. a numerical hiccup): once more, cold
-    solver.run()
-    if solver.getModelStatus() == _highs.HighsModelStatus.kOptimal:
-        return np.clip(np.asarray(solver.getSolution().col_value), lo, hi)
-    return None
+    return solver
