@@ -144,6 +144,7 @@ class _Pattern:
         unknown: np.ndarray,
         known: np.ndarray,
         singleton: np.ndarray,
+        populated: np.ndarray,
         need: dict[tuple[int, bool], float],
     ) -> None:
         self.w = w
@@ -152,6 +153,7 @@ class _Pattern:
         self.fixed = unknown.copy()  # hidden whatever happens: unsafe, never released, sticky
         self.known = known  # the attacker knows these: never free
         self.singleton = singleton
+        self.populated = populated
         self.need = need
         self.secondary = np.zeros(len(unknown), bool)
         self.support: dict[Key, np.ndarray] = {}
@@ -166,7 +168,7 @@ class _Pattern:
         lone = moved[self.singleton[moved] & (moved != t)]
         if not len(lone):
             return []
-        return [int(c) for c in lone[~self.w.related(t, lone)]]
+        return [int(c) for c in lone[~self.w.related(t, lone, self.populated)]]
 
     def find(
         self, key: Key, *, base: np.ndarray, hops: tuple[int | None, ...], weight: np.ndarray
@@ -375,7 +377,15 @@ def protect(
         for up, amount in ((True, req_up[c]), (False, req_lo[c])):
             if amount > 1e-12 * max(1.0, linked.value[c]):
                 need[(int(c), up)] = float(amount)
-    state = _Pattern(Witnesses(linked), cost, start, known, own_value_known(cells), need)
+    state = _Pattern(
+        Witnesses(linked),
+        cost,
+        start,
+        known,
+        own_value_known(cells),
+        contributors(cells) > 0,
+        need,
+    )
     state.secondary[start & ~unsafe & intent] = True
     # hardest first: the largest protection (in cost units) forces the largest complements,
     # which the smaller needs around it can then share

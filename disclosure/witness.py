@@ -48,28 +48,33 @@ class Witnesses:
         self.n_cells = len(linked.value)
         self.solver = new_solver() if _highs is not None else None
 
-    def related(self, t: int, cands: np.ndarray) -> np.ndarray:
-        """Which of the cells *cands* share their units with *t*: t's parts, their parts,
-        ... and t's totals, their totals, ... (a business in such a cell is a contributor
-        of t itself; every other cell's units are not t's)."""
-        left = {int(c) for c in cands}
-        found: set[int] = set()
-        for down in (True, False):  # down: t is the total; up: t is a part
-            seen = {t}
-            stack = [t]
-            while stack and left - found:
-                c = stack.pop()
-                for r, coef in zip(self.cell_rels[c], self.cell_coef[c], strict=True):
-                    if (coef > 0) != down:
-                        continue
-                    for s, sc in zip(self.rel_cells[r], self.rel_coef[r], strict=True):
-                        s = int(s)
-                        if (sc < 0) == down and s not in seen:
-                            seen.add(s)
-                            stack.append(s)
-                            if s in left:
-                                found.add(s)
-        return np.array([int(c) in found for c in cands], dtype=bool)
+    def _below(self, c: int, populated: np.ndarray | None) -> set[int]:
+        """c and every cell below it (its parts, their parts, ...), only populated ones."""
+        out = {c}
+        stack = [c]
+        while stack:
+            x = stack.pop()
+            for r, coef in zip(self.cell_rels[x], self.cell_coef[x], strict=True):
+                if coef < 0:
+                    continue  # x is a part here, not the total
+                for s, sc in zip(self.rel_cells[r], self.rel_coef[r], strict=True):
+                    s = int(s)
+                    if sc < 0 and s not in out and (populated is None or populated[s]):
+                        out.add(s)
+                        stack.append(s)
+        return out
+
+    def related(self, t: int, cands: np.ndarray, populated: np.ndarray) -> np.ndarray:
+        """Which of the cells *cands* (each of one contributor) share that contributor with
+        *t*: the cell's unit lies in t when some populated cell below it (or itself) lies
+        below t, or t lies below it (e.g. gemeente x branch and its wijk x total)."""
+        below_t = self._below(t, None)
+        out = np.zeros(len(cands), bool)
+        for i, c in enumerate(cands):
+            c = int(c)
+            mine = self._below(c, populated)
+            out[i] = bool(mine & below_t) or t in self._below(c, None)
+        return out
 
     def hood(self, t: int, hops: int | None, allowed: np.ndarray) -> np.ndarray:
         """Cells within *hops* relation steps of *t* through *allowed* cells (None: all).

@@ -230,7 +230,12 @@ def control(
     sticky = prior.suppressed if prior is not None else None
     try:
         protection = protect(
-            rollup.cells, rollup.relations, settings, presuppressed=sticky, known=known
+            rollup.cells,
+            rollup.relations,
+            settings,
+            method=rollup.suppression,
+            presuppressed=sticky,
+            known=known,
         )
     except DisclosureRefused as exc:
         raise PublishRefused(f"{rollup.task}: {exc}") from exc

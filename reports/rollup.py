@@ -77,6 +77,10 @@ class Rollup:
     cells: pd.DataFrame
     relations: pd.DataFrame
     schema: dict[str, Any] = field(default_factory=dict)
+    #: the secondary suppression method (:func:`disclosure.suppress.protect`): ``witness``
+    #: (least information lost) for the turnover table; ``greedy`` for the binary tasks,
+    #: whose driver bases hold tens of thousands of unsafe cells (one LP per cell and side)
+    suppression: str = "greedy"
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -556,6 +560,7 @@ def roll_up_turnover(
         cells=cells,
         relations=relations,
         schema=_schema("branch_turnover", profiles_used=False),
+        suppression="witness",
     )
 
 
