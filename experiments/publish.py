@@ -348,7 +348,8 @@ def release_for(
     prior = prior_knowledge(rollup.cells, prior_frames(rollup.cells)) if prior_frames else None
     status = control(rollup, settings, prior)
     public = public_status(status)
-    tables = level_tables(rollup, public, areas=areas, branch_names=branch_names)
+    year = int(predictions["year"].iloc[0])
+    tables = level_tables(rollup, public, areas=areas, branch_names=branch_names, year=year)
     release = task_release(rollup, tables, public, geometry=areas, run_id=run_id)
     return release, secure_ledger(rollup, status).merge(
         rollup.cells[["cell_id", "value"]], on="cell_id", how="left", validate="1:1"
