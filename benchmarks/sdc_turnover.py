@@ -17,18 +17,23 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
+# Run as a script, this folder comes first on sys.path, and benchmarks/features.py would shadow
+# the features package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from disclosure.audit import audit
-from disclosure.bench import ANCHOR_SCRIPT, anchors_venv
-from disclosure.settings import RuleSettings
-from disclosure.suppress import protect
-from experiments.publish import read_areas, turnover_inputs
-from reports.rollup import roll_up_turnover
+import pandas as pd  # noqa: E402
+
+from disclosure.audit import audit  # noqa: E402
+from disclosure.bench import ANCHOR_SCRIPT, anchors_venv  # noqa: E402
+from disclosure.settings import RuleSettings  # noqa: E402
+from disclosure.suppress import protect  # noqa: E402
+from experiments.publish import read_areas, turnover_inputs  # noqa: E402
+from reports.rollup import roll_up_turnover  # noqa: E402
 
 LEVELS = ("wijk", "gemeente", "riec", "nederland")
 
