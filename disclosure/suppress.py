@@ -373,10 +373,10 @@ def protect(
         start = start | (np.asarray(presuppressed, dtype=bool) & ~known)
     cost, unit = suppression_cost(cells, linked)
     need: dict[tuple[int, bool], float] = {}
-    for c in np.flatnonzero(unsafe):
-        for up, amount in ((True, req_up[c]), (False, req_lo[c])):
-            if amount > 1e-12 * max(1.0, linked.value[c]):
-                need[(int(c), up)] = float(amount)
+    for u in np.flatnonzero(unsafe):
+        for up, amount in ((True, req_up[u]), (False, req_lo[u])):
+            if amount > 1e-12 * max(1.0, linked.value[u]):
+                need[(int(u), up)] = float(amount)
     state = _Pattern(
         Witnesses(linked),
         cost,

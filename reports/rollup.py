@@ -875,9 +875,13 @@ def column_doc(name: str, schema: Mapping[str, Any]) -> dict[str, Any]:
     if family != name and family in ("driver", "driver_prevalence", "driver_prevalence_nl"):
         k = name.removeprefix(family + "_")
         label, nl = f"{label} {k}", f"{nl} (factor {k})"
-    kind = "boolean" if name == "flag" else "text" if family in ("driver", "top_drivers") else None
-    if kind is None:
-        kind = "integer" if name in ("n", "inhabitants") else "number"
+    kind = "number"
+    if name == "flag":
+        kind = "boolean"
+    elif family in ("driver", "top_drivers"):
+        kind = "text"
+    elif name in ("n", "inhabitants"):
+        kind = "integer"
     doc = {
         "label_nl": label,
         "description": spec.get("description", ""),
