@@ -471,3 +471,57 @@ def test_publication_lines_count_cells_per_level(published: Path) -> None:
     warned = [x for x in lines if x.startswith("warning")]
     share = {(c.task, c.level): c.share for c in dp.published_counts(published.resolve())}
     assert len(warned) == sum(s < 0.5 for s in share.values())
+
+
+def test_the_readme_is_generated_from_the_schemas() -> None:
+    """Every column of every schema, with its Dutch label and rounding, in both languages;
+    an older schema without ``columns`` (a task carried over) falls back to its measures."""
+    from disclosure.readme import render_readme
+
+    new = {
+        "levels": ["wijk", "gemeente"],
+        "measures": {},
+        "columns": {
+            "year": {
+                "label_nl": "jaar",
+                "description": "publication year",
+                "description_nl": "publicatiejaar",
+                "type": "integer",
+            },
+            "deviation_ratio": {
+                "label_nl": "afwijkingsratio",
+                "description": "realised | exp",
+                "description_nl": "gerealiseerd",
+                "type": "number",
+                "precision": 3,
+            },
+        },
+        "notes": ["a note"],
+    }
+    old = {
+        "levels": ["buurt"],
+        "measures": {"risk_mean": {"description": "mean risk", "precision": 5}},
+    }
+    settings = {
+        "min_count": 7,
+        "dominance_share": 0.5,
+        "group_share": 0.9,
+        "protection_share": 0.1,
+        "margin_units": 1.0,
+        "nk": None,
+    }
+    text = render_readme(
+        {"branch_turnover": new, "hennep": old},
+        settings=settings,
+        version="v9",
+        created_at="2026-01-01T00:00:00+00:00",
+    )
+    nl, en = text.split("## English")
+    for part in (nl, en):
+        assert "| `year` | jaar |" in part
+        assert "| `deviation_ratio` | afwijkingsratio |" in part and "| 0.001 |" in part
+        assert "| `risk_mean` |" in part and "| 0.00001 |" in part
+        assert "7" in part  # the threshold of these settings, not a default
+    assert "realised \\| exp" in en  # a pipe in a text does not break the table
+    assert "Drempel: een cel met minder dan 7 eenheden" in nl
+    assert "- a note" in en
