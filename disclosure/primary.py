@@ -26,9 +26,11 @@ CELL_COLUMNS = (
     "intent",
 )
 #: optional columns: ``unit_max`` (the most one unit can contribute; default 1 for counts and
-#: ``top1`` for sums) and ``contributors`` (units behind the value when they differ from the
-#: published ``n``; the threshold rule counts them)
-OPTIONAL_COLUMNS = ("unit_max", "contributors")
+#: ``top1`` for sums), ``contributors`` (units behind the value when they differ from the
+#: published ``n``; the threshold rule counts them) and ``own_value_known`` (each contributor
+#: knows its own contribution, as a business knows its turnover: a suppressed cell of one
+#: contributor is then known to it and protects no other cell; default False)
+OPTIONAL_COLUMNS = ("unit_max", "contributors", "own_value_known")
 REASONS = ("threshold", "dominance", "nk", "group")
 
 
@@ -108,8 +110,9 @@ def validate_cells(cells: pd.DataFrame) -> None:
                 "count the units behind each value",
                 ids[bad],
             )
-    if cells["intent"].dtype != bool:
-        raise _fail("column intent must be boolean", "cast intent to bool")
+    for col in ("intent", "own_value_known"):
+        if col in cells.columns and cells[col].dtype != bool:
+            raise _fail(f"column {col} must be boolean", f"cast {col} to bool")
 
 
 def primary(cells: pd.DataFrame, settings: RuleSettings) -> pd.DataFrame:

@@ -20,6 +20,7 @@ decisions in, a :class:`TaskRelease` out.
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import os
@@ -36,13 +37,17 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from disclosure.readme import render_readme
 from disclosure.settings import RuleSettings
 from microdata.io import sha256_file
+from microdata.text import neutralise
 from reports.dashboard import SiteInfo, build_dashboard, check_dashboard
 from reports.maps import choropleth_png, map_frame
-from reports.rollup import SUPPRESSED_REASON, Rollup
+from reports.rollup import SUPPRESSED_REASON, Rollup, column_doc
 
 MANIFEST = "manifest.json"
+README = "README.md"
+LEDGER = "ledger.csv"
 LEDGER_COLUMNS = ("level", "area_code", "breakdown", "basis", "status", "reason")
 #: a column that looks like a unit id (person_id, dwelling_id, id, rin, ...)
 UNIT_ID_COLUMN = re.compile(r"(^|_)(id|rin|bsn|rinpersoon|rinobject)$", re.IGNORECASE)
@@ -254,9 +259,38 @@ def _geo(release: TaskRelease, level: str) -> gpd.GeoDataFrame:
 
 
 def _write_table(frame: pd.DataFrame, stem: Path) -> None:
-    """``<stem>.csv`` and ``<stem>.parquet`` twins."""
-    frame.to_csv(stem.with_suffix(".csv"), index=False)
+    """``<stem>.csv`` and ``<stem>.parquet`` twins; in the CSV, text that a spreadsheet
+    would read as a formula is prefixed with ``'`` (:func:`microdata.text.neutralise`), and
+    lines end in CRLF as RFC 4180 says (so a carriage return inside a name is quoted)."""
+    neutralise(frame).to_csv(stem.with_suffix(".csv"), index=False, lineterminator="\r\n")
     frame.to_parquet(stem.with_suffix(".parquet"), index=False)
+
+
+#: columns that describe the area itself: one value per area, not per breakdown
+AREA_COLUMNS = ("area_code", "area_name", "level", "parent_code", "year", "inhabitants")
+
+
+def wide_by_area(table: pd.DataFrame, breakdown: str | None) -> pd.DataFrame:
+    """One row per area: the breakdown's ``total`` row, and for every other breakdown value
+    its columns suffixed ``_<value>`` (``index_8-12``, ``deviation_ratio_47111``).
+
+    >>> t = pd.DataFrame({"area_code": ["A", "A"], "age_group": ["8-12", "total"],
+    ...                   "index": [90.0, 100.0]})
+    >>> wide_by_area(t, "age_group").to_dict("records")
+    [{'area_code': 'A', 'index': 100.0, 'index_8-12': 90.0}]
+    """
+    if breakdown is None or breakdown not in table.columns:
+        return table.reset_index(drop=True)
+    labels = [c for c in ("branch_name",) if c in table.columns]
+    is_total = table[breakdown].astype(str) == "total"
+    out = table[is_total].drop(columns=[breakdown, *labels]).reset_index(drop=True)
+    varying = [c for c in out.columns if c not in AREA_COLUMNS]
+    rest = table[~is_total]
+    for value in pd.unique(rest[breakdown].astype(str)):
+        part = rest[rest[breakdown].astype(str) == value].set_index("area_code")[varying]
+        part = part.add_suffix(f"_{value}")
+        out = out.join(part, on="area_code")
+    return out
 
 
 def _write_geojson(geo: gpd.GeoDataFrame, path: Path) -> None:
@@ -291,9 +325,13 @@ def _write_task(
     target.mkdir(parents=True)
     for level, table in release.tables.items():
         _write_table(table, target / level)
-    geo = _geo(release, release.geo_level)
-    if release.breakdown == "branch":  # one polygon per wijk: the branch total rows
-        geo = map_frame(geo, breakdown="branch")
+    wide = wide_by_area(release.tables[release.geo_level], release.breakdown)
+    geom = release.geometry[["area_code", "geometry"]].drop_duplicates("area_code")
+    geo = gpd.GeoDataFrame(
+        geom.merge(wide, on="area_code", how="inner"),
+        geometry="geometry",
+        crs=release.geometry.crs,
+    )
     _write_geojson(geo, target / "areas.geojson")
     places = map_frame(_geo(release, "gemeente"), breakdown=release.breakdown)
     for name, level in (("map_gemeente", "gemeente"), ("map_buurt", release.geo_level)):
@@ -313,20 +351,27 @@ def _write_task(
         )
         _write_bytes(png, target / f"{name}.png")
     release.ledger.to_csv(target / "ledger.csv", index=False)
-    schema = dict(release.schema)
+    schema = copy.deepcopy(dict(release.schema))
     schema["status_columns"] = {
         basis: {"status": s, "reason": r} for basis, (s, r) in _status_cols(release).items()
     }
     schema["geojson"] = (
-        f"{release.geo_level} polygons in EPSG:4326 (RFC 7946) with the {release.geo_level} "
-        "table's columns; "
+        f"{release.geo_level} polygons in EPSG:4326 (RFC 7946), one feature per area, with "
+        f"the {release.geo_level} table's columns"
         + (
-            "the branch total rows only"
-            if release.breakdown == "branch"
-            else "one feature per table row"
+            f": the values of its {release.breakdown} 'total' row, and for every other "
+            f"{release.breakdown} the same columns suffixed _<{release.breakdown}> "
+            "(e.g. index_8-12)"
+            if release.breakdown
+            else ""
         )
     )
     schema["levels"] = list(release.tables)
+    first = next(iter(release.tables.values()))
+    schema["columns"] = {c: column_doc(c, schema) for c in first.columns}
+    for name, spec in schema.get("measures", {}).items():
+        doc = column_doc(name, schema)
+        spec["label_nl"], spec["description_nl"] = doc["label_nl"], doc["description_nl"]
     _write_json(schema, target / "schema.json")
 
 
@@ -340,6 +385,51 @@ def _status_cols(release: TaskRelease) -> dict[str, tuple[str, str]]:
                 cols[c.removeprefix("status_")] = (c, "reason_" + c.removeprefix("status_"))
         break
     return cols
+
+
+# --------------------------------------------------------------------------- what was published
+
+
+@dataclass(frozen=True)
+class LevelCount:
+    """How many cells (cell x additive basis, as in ``ledger.csv``) of one task and level
+    a version publishes."""
+
+    task: str
+    level: str
+    published: int
+    cells: int
+
+    @property
+    def share(self) -> float:
+        return self.published / self.cells if self.cells else 1.0
+
+
+def published_counts(version: Path) -> list[LevelCount]:
+    """Published cells per task and level of the version in *version* (from its ledgers)."""
+    out = []
+    for ledger_path in sorted(Path(version).glob(f"*/{LEDGER}")):
+        led = pd.read_csv(ledger_path, dtype=str, keep_default_na=False)
+        for level, grp in led.groupby("level", sort=False):
+            published = int((grp["status"] == "published").sum())
+            out.append(LevelCount(ledger_path.parent.name, str(level), published, len(grp)))
+    return out
+
+
+def publication_lines(version: Path) -> list[str]:
+    """One line per task and level, ``branch_turnover wijk: 483 of 1267 cells published
+    (38%)``, and a warning line for every level that publishes fewer than half its cells."""
+    lines, warnings = [], []
+    for c in published_counts(version):
+        lines.append(
+            f"  {c.task} {c.level}: {c.published} of {c.cells} cells published ({c.share:.0%})"
+        )
+        if c.share < 0.5:
+            warnings.append(
+                f"warning: {c.task} {c.level} publishes fewer than half its cells "
+                f"({c.published} of {c.cells}); see ledger.csv and docs/disclosure.md"
+            )
+    return lines + warnings
 
 
 # --------------------------------------------------------------------------- checks
@@ -468,6 +558,15 @@ def publish(
                 "suppressed": suppression_summary(r.ledger),
                 **({"year": r.year} if r.year is not None else {}),
             }
+        _write_bytes(
+            render_readme(
+                {t: json.loads((build / t / "schema.json").read_text()) for t in tasks_doc},
+                settings=_settings_doc(settings),
+                version=vid,
+                created_at=now.isoformat(timespec="seconds"),
+            ).encode("utf-8"),
+            build / README,
+        )
         progress("check")
         problems = [p for t in tasks_doc for p in check_task_dir(build / t, settings)]
         if problems:

@@ -1,33 +1,47 @@
-"""Secondary suppression over the area hierarchy and the breakdown totals.
+"""Secondary suppression that minimises the information hidden, audited by linear programming.
 
-``protect`` suppresses the primary-unsafe cells, then adds complements until the audit
-(:mod:`disclosure.audit`) finds every suppressed cell protected:
+``protect`` suppresses the primary-unsafe cells, then finds for every unsafe cell and side a
+*witness* (:mod:`disclosure.witness`): a change of the table that satisfies every relation,
+moves only suppressed cells and moves the unsafe cell by its required protection. While one
+exists, the attacker's interval reaches the requirement (the audit's LP and the witness are
+the two faces of one linear programme).
 
-1. *Closing singletons.* A relation with a single unknown cell would give that cell away,
-   so a complement is chosen among its published cells. Candidates that can absorb the
-   protection the unknown cell needs (its value going down, its headroom to ``upper`` going
-   up) come first; then those that open the fewest new singleton relations elsewhere (and
-   close the most); then parts before the relation's total (totals are what users read);
-   then the smallest ``value / n`` (least information lost). The complement
-   inherits the protection it carries, so the chain continues up and across the table.
-2. *Audit and repair.* Components of linked unknown cells are audited by LP; a cell whose
-   interval is too narrow gets one more complement in its component (the best candidate by
-   the same order, sized to the shortfall), then singletons are closed again. Suppressing
-   more only widens intervals, so cells once protected stay protected and only failing
-   cells are re-solved. If a failing cell has no candidate left, protection is refused.
+1. *Building.* Unsafe cells are taken hardest first (largest protection as a share of the
+   value). For each side, the LP finds the least-cost witness over the suppressed cells
+   (almost free) and the published ones (each at its cost: the value it would hide, plus a
+   small fixed cost per cell, as tau-ARGUS's default cost is the cell value); the published
+   cells it moves become complements. The search starts in the cell's neighbourhood (two
+   relation steps: its siblings, its total, the rows of both) and widens only when no
+   witness exists there, so protection climbs the hierarchy only as far as a complement
+   large enough is found (a dominant business whose wijk siblings are all smaller than it
+   needs its gemeente cell, not the whole level).
+2. *Singletons.* The only contributor of a suppressed cell knows its value, so no witness
+   of another cell may move a suppressed singleton: protection must hold against each
+   such intruder (tau-ARGUS's singleton handling). The (1, k) dominance protection covers
+   the second-largest contributor's knowledge (:mod:`disclosure.primary`).
+3. *Releasing.* Complements are then tried for publication, the costliest first: a
+   complement is published again when every witness that moved it can be re-routed through
+   the cells still suppressed. What is left is a pattern in which no complement can be
+   dropped (a local minimum of the information lost).
+4. *Audit.* The exact LP audit (:func:`disclosure.audit.intervals`) checks every unsafe cell;
+   any shortfall (none is expected) is repaired by another witness over the whole table.
+
+There is no escalation to whole levels: a cell that no witness over the whole table can
+protect is refused (:class:`DisclosureRefused`, nothing published).
 """
 
 from __future__ import annotations
 
-import heapq
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from disclosure.audit import Linked, components, intervals, link, protection_ok
-from disclosure.primary import primary_unchecked, required_protection_unchecked
+from disclosure.audit import Linked, intervals, link, protection_ok
+from disclosure.primary import contributors, primary_unchecked, required_protection_unchecked
 from disclosure.settings import DisclosureRefused, RuleSettings
+from disclosure.witness import Witnesses
 
 
 @dataclass(frozen=True)
@@ -51,131 +65,240 @@ class Protection:
     rounds: int
 
 
-class _Suppressor:
-    """Mutable bookkeeping for one protect() call: unknown cells, their needs, relation counts."""
+#: the fixed cost of suppressing a cell, in units of its basis's mean cell value: the value
+#: hidden dominates (as tau-ARGUS's default cost), this breaks ties towards fewer cells
+CELL_COST = 0.1
+#: the cost of a cell is multiplied by this per level of aggregation above the finest cells
+LEVEL_WEIGHT = 2.0
+#: the weight of moving a cell that is suppressed anyway, relative to its cost: witnesses go
+#: through suppressed cells first and, among them, through the cheapest
+SUPPRESSED_WEIGHT = 1e-3
+#: neighbourhoods tried, in relation steps (None: every cell reachable)
+BUILD_HOPS: tuple[int | None, ...] = (2, 4, 8, None)
+RELEASE_HOPS: tuple[int | None, ...] = (4, None)
+
+
+def heights(linked: Linked) -> np.ndarray:
+    """Each cell's level of aggregation: 0 for a cell that is no relation's total, else one
+    more than the highest of its parts (wijk x branch 0, gemeente x branch 1, ...)."""
+    m = linked.matrix.tocsr()
+    total_of = np.full(m.shape[0], -1)
+    rows, cols = m.nonzero()
+    is_total = m.data > 0
+    total_of[rows[is_total]] = cols[is_total]
+    part_rows, part_cols = rows[~is_total], cols[~is_total]
+    h = np.zeros(m.shape[1], dtype=np.int64)
+    for _ in range(m.shape[1] + 1):
+        best = np.zeros(m.shape[0], dtype=np.int64)
+        np.maximum.at(best, part_rows, h[part_cols] + 1)
+        new = h.copy()
+        np.maximum.at(new, total_of[total_of >= 0], best[total_of >= 0])
+        if (new == h).all():
+            break
+        h = new
+    return h
+
+
+def suppression_cost(cells: pd.DataFrame, linked: Linked) -> tuple[np.ndarray, np.ndarray]:
+    """What suppressing each cell hides, and the unit it is measured in.
+
+    The value hidden, in units of the mean value of its basis (``scale``), times
+    :data:`LEVEL_WEIGHT` per level of aggregation (:func:`heights`: totals are what most
+    readers read, and the upper table is protected first, as in tau-ARGUS's modular
+    method), plus :data:`CELL_COST` (so a cell worth 0 is not free to suppress).
+    """
+    value = cells["value"].to_numpy(dtype=float)
+    basis = cells["basis"].to_numpy()
+    scale = np.ones(len(cells))
+    for b in pd.unique(basis):
+        m = basis == b
+        pos = value[m][value[m] > 0]
+        scale[m] = float(pos.mean()) if len(pos) else 1.0
+    weight = LEVEL_WEIGHT ** heights(linked).astype(float)
+    return value / scale * weight + CELL_COST, scale
+
+
+def own_value_known(cells: pd.DataFrame) -> np.ndarray:
+    """Cells whose single contributor knows the value (``own_value_known`` and one
+    contributor): that contributor can take the cell out of any other cell's protection."""
+    if "own_value_known" not in cells.columns:
+        return np.zeros(len(cells), bool)
+    return cells["own_value_known"].to_numpy(dtype=bool) & (contributors(cells) == 1)
+
+
+Key = tuple[int, bool, int]  # (unsafe cell, upper side?, the singleton it must not move or -1)
+
+
+class _Pattern:
+    """One protect() call's mutable state: which cells are hidden and every witness.
+
+    Each unsafe cell and side has a witness (key ``(t, up, -1)``); for every singleton
+    cell of another contributor that this witness moves, a second witness that leaves that
+    singleton where it is (key ``(t, up, s)``): protection against each such intruder.
+    """
 
     def __init__(
         self,
-        linked: Linked,
-        cells: pd.DataFrame,
+        w: Witnesses,
+        cost: np.ndarray,
         unknown: np.ndarray,
-        known: np.ndarray | None = None,
+        known: np.ndarray,
+        singleton: np.ndarray,
+        populated: np.ndarray,
+        need: dict[tuple[int, bool], float],
     ) -> None:
-        csr = linked.matrix.tocsr()
-        csc = linked.matrix.tocsc()
-        self.rel_cells = np.split(csr.indices, csr.indptr[1:-1])
-        self.rel_coef = np.split(csr.data, csr.indptr[1:-1])
-        self.cell_rels = np.split(csc.indices, csc.indptr[1:-1])
-        self.cell_coef = np.split(csc.data, csc.indptr[1:-1])
-        self.value = linked.value
-        self.upper = linked.upper
-        n = cells["n"].to_numpy(dtype=float)
-        self.cost = linked.value / np.maximum(n, 1.0)
+        self.w = w
+        self.cost = cost
         self.unknown = unknown.copy()
-        # cells an attacker already knows from an earlier release: no use as complements
-        self.known = np.zeros(len(unknown), bool) if known is None else known.copy()
-        self.count: list[int] = (
-            np.rint(abs(linked.matrix) @ unknown.astype(float)).astype(int).tolist()
-        )
-        self.need_up = np.zeros(len(unknown))
-        self.need_lo = np.zeros(len(unknown))
-        self.secondary = np.zeros(len(unknown), dtype=bool)
-        self.queue: list[int] = []
+        self.fixed = unknown.copy()  # hidden whatever happens: unsafe, never released, sticky
+        self.known = known  # the attacker knows these: never free
+        self.singleton = singleton
+        self.populated = populated
+        self.need = need
+        self.secondary = np.zeros(len(unknown), bool)
+        self.support: dict[Key, np.ndarray] = {}
+        self.users: dict[int, dict[Key, float]] = {}  # cell -> key -> share of the move
 
-    def raise_need(self, c: int, up: float, lo: float) -> None:
-        """Cell c must be able to move up by *up* and down by *lo*."""
-        had = self.need_up[c] > 0 or self.need_lo[c] > 0
-        self.need_up[c] = max(self.need_up[c], up)
-        self.need_lo[c] = max(self.need_lo[c], lo)
-        if not had and (up > 0 or lo > 0):
-            self.queue.extend(int(r) for r in self.cell_rels[c] if self.count[r] == 1)
+    def _weight(self, published_cost: bool) -> np.ndarray:
+        hidden = SUPPRESSED_WEIGHT * np.where(self.fixed, CELL_COST, self.cost)
+        return np.where(self.unknown, hidden, self.cost if published_cost else np.inf)
 
-    def suppress(self, s: int) -> None:
-        self.unknown[s] = True
-        self.secondary[s] = True
-        for r in self.cell_rels[s]:
-            self.count[r] += 1
-            if self.count[r] == 1:
-                self.queue.append(int(r))
+    def outsiders(self, t: int, moved: np.ndarray) -> list[int]:
+        """The singletons among *moved* whose contributor is not one of t's."""
+        lone = moved[self.singleton[moved] & (moved != t)]
+        if not len(lone):
+            return []
+        return [int(c) for c in lone[~self.w.related(t, lone, self.populated)]]
 
-    def _key(self, s: int, skip: int, up: float, lo: float, same: bool, total: bool) -> tuple:
-        # s moves opposite to the protected cell when both sit on the same side of a relation
-        down_need, up_need = (up, lo) if same else (lo, up)
-        short = max(down_need - self.value[s], 0.0) + max(
-            up_need - (self.upper[s] - self.value[s]), 0.0
-        )
-        opened = 0
-        for r in self.cell_rels[s]:
-            if r != skip:
-                opened += int(self.count[r] == 0) - int(self.count[r] == 1)
-        return (short > 1e-9 * max(1.0, up, lo), opened, total, self.cost[s], short, s)
-
-    def best_in(self, r: int, c: int, up: float, lo: float) -> tuple | None:
-        """The best published complement for cell c in relation r, with its key."""
-        cells, coefs = self.rel_cells[r], self.rel_coef[r]
-        coef_c = coefs[cells == c][0]
-        best = None
-        for s, coef in zip(cells, coefs, strict=True):
-            if not self.unknown[s] and not self.known[s]:
-                key = self._key(int(s), r, up, lo, bool(coef == coef_c), bool(coef > 0))
-                if best is None or key < best[0]:
-                    best = (key, int(s), bool(coef == coef_c))
-        return best
-
-    def close_singletons(self) -> None:
-        """Give every relation with one needy unknown cell a complement, until none is left."""
-        while self.queue:
-            r = self.queue.pop()
-            if self.count[r] != 1:
-                continue
-            cells = self.rel_cells[r]
-            c = int(cells[self.unknown[cells]][0])
-            up, lo = self.need_up[c], self.need_lo[c]
-            if up <= 0 and lo <= 0:
-                continue
-            found = self.best_in(r, c, up, lo)
-            if found is None:  # pragma: no cover - a relation has at least two cells
-                continue
-            _, s, same = found
-            self.suppress(s)
-            self.raise_need(s, lo if same else up, up if same else lo)
-
-    def escalate(self, t: int, label: np.ndarray) -> bool:
-        """Suppress every published cell related to t's component; False if there is none.
-
-        The last resort for a cell that one-complement repairs have not protected within
-        ``patience`` rounds: more unknowns only widen intervals, so this converges.
-        """
-        added = False
-        for m in np.flatnonzero(label == label[t]):
-            for r in self.cell_rels[m]:
-                for s in self.rel_cells[r]:
-                    if not self.unknown[s] and not self.known[s]:
-                        self.suppress(int(s))
-                        added = True
-        return added
-
-    def repair(self, t: int, short_up: float, short_lo: float, label: np.ndarray) -> bool:
-        """Add one complement for failing cell t; False if its component offers none."""
-        options = []
-        for r in self.cell_rels[t]:
-            found = self.best_in(int(r), t, short_up, short_lo)
+    def find(
+        self, key: Key, *, base: np.ndarray, hops: tuple[int | None, ...], weight: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The cells a least-cost witness for *key* moves and by how much, searching in
+        wider and wider neighbourhoods of the *base* cells."""
+        t, up, avoid = key
+        allowed = base & ~self.known
+        allowed[t] = True
+        if avoid >= 0:
+            allowed[avoid] = False
+        last = -1
+        for h in hops:
+            free = self.w.hood(t, h, allowed)
+            if len(free) == last:
+                continue  # the neighbourhood stopped growing: no use solving again
+            last = len(free)
+            found = self.w.solve(free, t, up, self.need[(t, up)], weight)
             if found is not None:
-                options.append(found)
-        if not options:  # widen the search to the relations of t's whole component
-            need = max(short_up, short_lo)
-            members = np.flatnonzero(label == label[t])
-            for m in members:
-                for r in self.cell_rels[m]:
-                    found = self.best_in(int(r), int(m), need, need)
-                    if found is not None:
-                        options.append(found)
-        if not options:
-            return False
-        _, s, same = min(options)
-        self.suppress(s)
-        self.raise_need(s, short_lo if same else short_up, short_up if same else short_lo)
+                return found
+        return None
+
+    def keep(self, key: Key, found: tuple[np.ndarray, np.ndarray]) -> None:
+        self.drop(key)
+        moved, change = found
+        self.support[key] = moved
+        share = np.abs(change) / self.need[(key[0], key[1])]
+        for c, x in zip(moved, share, strict=True):
+            self.users.setdefault(int(c), {})[key] = float(x)
+
+    def drop(self, key: Key) -> None:
+        old = self.support.pop(key, None)
+        if old is not None:
+            for c in old:
+                self.users[int(c)].pop(key, None)
+
+    def _stale(self, t: int, up: bool) -> None:
+        """Drop the intruder witnesses of (t, up) whose singleton its witness no longer moves."""
+        wanted = set(self.outsiders(t, self.support[(t, up, -1)]))
+        for key in [k for k in self.support if k[0] == t and k[1] == up and k[2] >= 0]:
+            if key[2] not in wanted:
+                self.drop(key)
+
+    def build(self, t: int, up: bool, hops: tuple[int | None, ...]) -> bool:
+        """Protect one side of t (and against every singleton intruder its witness moves),
+        suppressing the published cells the witnesses move.
+
+        Suppressed cells are almost free to move, published ones cost what suppressing
+        them would hide.
+        """
+        every = np.ones(len(self.unknown), bool)
+        queue: list[Key] = [(t, up, -1)]
+        while queue:
+            key = queue.pop()
+            found = self.find(key, base=every, hops=hops, weight=self._weight(True))
+            if found is None:
+                return False
+            moved = found[0]
+            new = moved[~self.unknown[moved]]
+            self.unknown[new] = True
+            self.secondary[new] = True
+            self.keep(key, found)
+            if key[2] < 0:
+                queue += [(t, up, s) for s in self.outsiders(t, moved)]
+        self._stale(t, up)
         return True
+
+    def mirrored(self, t: int, up: bool) -> bool:
+        """Whether the witness of t's other side, reversed, serves this side too (no LP):
+        every cell it moves has room to move the other way as far."""
+        other = (t, not up, -1)
+        if other not in self.support:
+            return False
+        moved = self.support[other]
+        found = self.w.solve(moved, t, up, self.need[(t, up)], self._weight(False))
+        if found is None or self.outsiders(t, found[0]):
+            return False
+        self.keep((t, up, -1), found)
+        return True
+
+    def release(self) -> None:
+        """Publish every complement whose witnesses can all be re-routed, costliest first."""
+        order = np.flatnonzero(self.secondary & ~self.fixed)
+        order = order[np.argsort(-self.cost[order], kind="stable")]
+        weight = None
+        for s in order:
+            # the witnesses that lean on s the most first: if one cannot do without s, the
+            # others need not be tried
+            leaning = self.users.get(int(s), {})
+            affected = sorted(leaning, key=lambda k: (k[2] >= 0, -leaning[k], k))
+            self.unknown[s] = False
+            if weight is None or affected:
+                weight = self._weight(False)
+            trial = self._reroute(affected, weight)
+            if trial is None:
+                self.unknown[s] = True
+                continue
+            self.secondary[s] = False
+            for key, moved in trial.items():
+                self.keep(key, moved)
+            for t, up in {(k[0], k[1]) for k in trial}:
+                self._stale(t, up)
+
+    def _reroute(
+        self, affected: list[Key], weight: np.ndarray
+    ) -> dict[Key, tuple[np.ndarray, np.ndarray]] | None:
+        """New witnesses through the cells still hidden for every *affected* key (and for
+        each intruder a re-routed witness newly moves), or None if one has none."""
+        trial: dict[Key, tuple[np.ndarray, np.ndarray]] = {}
+        pending = deque(affected)
+        while pending:
+            key = pending.popleft()
+            t, up, avoid = key
+            if key in trial:
+                continue
+            if avoid >= 0:
+                key0 = (t, up, -1)
+                base = trial[key0][0] if key0 in trial else self.support.get(key0)
+                if base is None or avoid not in self.outsiders(t, base):
+                    continue  # its singleton is no longer moved: no longer needed
+            found = self.find(key, base=self.unknown, hops=RELEASE_HOPS, weight=weight)
+            if found is None:
+                return None
+            trial[key] = found
+            if avoid < 0:
+                for o in self.outsiders(t, found[0]):
+                    k2 = (t, up, o)
+                    if k2 not in trial and (k2 not in self.support or k2 in affected):
+                        pending.append(k2)
+        return trial
 
 
 def protect(
@@ -183,8 +306,8 @@ def protect(
     relations: pd.DataFrame,
     settings: RuleSettings,
     *,
-    max_rounds: int = 400,
-    patience: int = 50,
+    method: str = "witness",
+    max_rounds: int = 20,
     presuppressed: np.ndarray | None = None,
     known: np.ndarray | None = None,
 ) -> Protection:
@@ -193,14 +316,19 @@ def protect(
     Parameters
     ----------
     cells, relations
-        The cell table and its relations (``docs/design/publish_interfaces.md``).
+        The cell table and its relations (``docs/design/publish_interfaces.md``). An
+        optional boolean column ``own_value_known`` marks cells whose contributors know
+        their own contribution (business turnover): a suppressed cell of one such
+        contributor is known to it, so it never protects another cell.
     settings
         The rule settings.
+    method
+        ``witness`` (the least-cost witnesses and release pass above) or ``greedy``
+        (:mod:`disclosure.greedy`: closing singleton relations and repairing by audit; linear
+        time, for tables with tens of thousands of unsafe cells, where one LP per cell and
+        side takes too long; it hides more).
     max_rounds
-        Audit/repair rounds before giving up.
-    patience
-        Rounds of one-complement repairs before a still failing cell's whole neighbourhood
-        (every published cell related to its component) is suppressed.
+        Audit/repair rounds before giving up (the first audit normally passes).
     presuppressed
         Cells to suppress from the start (boolean, aligned with *cells*): those an earlier
         release that is still public suppressed, so that this release cannot give them away.
@@ -218,6 +346,12 @@ def protect(
     DisclosureRefused
         If some unsafe cell cannot be protected; the message names it.
     """
+    if method == "greedy":
+        from disclosure.greedy import protect_greedy
+
+        return protect_greedy(cells, relations, settings, presuppressed=presuppressed, known=known)
+    if method != "witness":
+        raise ValueError(f"protect: method must be 'witness' or 'greedy', got {method!r}")
     linked = link(cells, relations)
     prim = primary_unchecked(cells, settings)
     intent = cells["intent"].to_numpy(dtype=bool)
@@ -237,86 +371,100 @@ def protect(
     start = unsafe | ~intent
     if presuppressed is not None:
         start = start | (np.asarray(presuppressed, dtype=bool) & ~known)
-    state = _Suppressor(linked, cells, start, known)
+    cost, unit = suppression_cost(cells, linked)
+    need: dict[tuple[int, bool], float] = {}
+    for u in np.flatnonzero(unsafe):
+        for up, amount in ((True, req_up[u]), (False, req_lo[u])):
+            if amount > 1e-12 * max(1.0, linked.value[u]):
+                need[(int(u), up)] = float(amount)
+    state = _Pattern(
+        Witnesses(linked),
+        cost,
+        start,
+        known,
+        own_value_known(cells),
+        contributors(cells) > 0,
+        need,
+    )
     state.secondary[start & ~unsafe & intent] = True
-    unsafe_released = unsafe & intent
-    for c in np.flatnonzero(unsafe):
-        state.raise_need(int(c), req_up[c], req_lo[c])
-    state.close_singletons()
-    failing = np.flatnonzero(unsafe & ((req_lo > 0) | (req_up > 0)))
-    rounds = 0
-    while len(failing):
-        if rounds == max_rounds:
-            raise DisclosureRefused(
-                f"secondary suppression: {len(failing)} cells still under protection after "
-                f"{max_rounds} rounds (e.g. {linked.cell_ids[failing[0]]}). Fix: raise "
-                "max_rounds or publish a coarser table"
-            )
-        rounds += 1
-        lo, hi = intervals(linked, state.unknown, failing, need=(req_lo[failing], req_up[failing]))
-        value = linked.value[failing]
-        ok = protection_ok(value, lo, hi, req_lo[failing], req_up[failing])
-        failing, lo, hi, value = failing[~ok], lo[~ok], hi[~ok], value[~ok]
+    # hardest first: the largest protection (in cost units) forces the largest complements,
+    # which the smaller needs around it can then share
+    most = {t: max(need.get((t, True), 0.0), need.get((t, False), 0.0)) for t, _ in need}
+    order = sorted(need, key=lambda k: (-most[k[0]] / unit[k[0]], k[0], not k[1]))
+    for key in order:
+        if state.mirrored(key[0], key[1]):
+            continue
+        if not state.build(key[0], key[1], BUILD_HOPS):
+            _refuse(linked.cell_ids[key[0]], prim["reason"].iloc[key[0]])
+    state.release()
+    rounds = _audit_and_repair(linked, state, need, req_lo, req_up, unsafe, prim, max_rounds)
+    return result(cells, prim, state.unknown, state.secondary, intent, unsafe & intent, rounds)
+
+
+def _refuse(cell_id: str, reason: str) -> None:
+    raise DisclosureRefused(
+        f"secondary suppression: cell {cell_id} ({reason}) cannot be protected: no change "
+        "of the suppressed and publishable cells hides it by its required protection. Fix: "
+        "publish a coarser table or drop the cell's intent"
+    )
+
+
+def _audit_and_repair(
+    linked,
+    state: _Pattern,
+    need: dict[tuple[int, bool], float],
+    req_lo: np.ndarray,
+    req_up: np.ndarray,
+    unsafe: np.ndarray,
+    prim: pd.DataFrame,
+    max_rounds: int,
+) -> int:
+    """The exact LP audit over the final pattern; a failing side gets a whole-table witness."""
+    targets = np.flatnonzero(unsafe & ((req_lo > 0) | (req_up > 0)))
+    for rounds in range(1, max_rounds + 1):
+        if not len(targets):
+            return rounds
+        lo, hi = intervals(linked, state.unknown, targets, need=(req_lo[targets], req_up[targets]))
+        ok = protection_ok(linked.value[targets], lo, hi, req_lo[targets], req_up[targets])
+        failing = targets[~ok]
         if not len(failing):
-            break
-        label = components(linked, state.unknown).label
-        # one repair per component and round: the first repair often fixes its neighbours
-        heap = [
-            (-max(value[i] + req_up[t] - hi[i], lo[i] - value[i] + req_lo[t]), int(t), i)
-            for i, t in enumerate(failing)
-        ]
-        heapq.heapify(heap)
-        repaired: set[int] = set()
-        stuck: int | None = None
-        changed = False
-        while heap:
-            _, t, i = heapq.heappop(heap)
-            if label[t] in repaired:
-                continue
-            repaired.add(int(label[t]))
-            short_up = max(value[i] + req_up[t] - hi[i], 0.0)
-            short_lo = max(lo[i] - (value[i] - req_lo[t]), 0.0)
-            if rounds > patience and state.escalate(t, label):
-                changed = True
-                continue
-            if state.repair(t, short_up, short_lo, label):
-                changed = True
-            elif stuck is None:
-                # its interval may be stale: an earlier repair of this round can have widened
-                # it (components merge); only a round that changes nothing is final
-                stuck = t
-        if stuck is not None and not changed:
-            raise DisclosureRefused(
-                f"secondary suppression: cell {linked.cell_ids[stuck]} "
-                f"({prim['reason'].iloc[stuck]}) cannot be protected; every related cell is "
-                "already suppressed. Fix: publish a coarser table or drop the cell's intent"
-            )
-        state.close_singletons()
-    return _result(cells, prim, state, intent, unsafe_released, rounds)
+            return rounds
+        for t in failing:
+            for up in (True, False):
+                if (int(t), up) in need and not state.build(int(t), up, (None,)):
+                    _refuse(linked.cell_ids[t], prim["reason"].iloc[t])
+        targets = failing
+    raise DisclosureRefused(
+        f"secondary suppression: {len(targets)} cells still under protection after "
+        f"{max_rounds} audit rounds (e.g. {linked.cell_ids[targets[0]]}). Fix: raise "
+        "max_rounds or publish a coarser table"
+    )
 
 
-def _result(
+def result(
     cells: pd.DataFrame,
     prim: pd.DataFrame,
-    state: _Suppressor,
+    unknown: np.ndarray,
+    secondary: np.ndarray,
     intent: np.ndarray,
     unsafe: np.ndarray,
     rounds: int,
 ) -> Protection:
+    """The :class:`Protection` of a suppression pattern (shared by both methods)."""
     reason = np.where(
         ~intent,
         "not_released",
-        np.where(unsafe, prim["reason"].to_numpy(), np.where(state.secondary, "secondary", "")),
+        np.where(unsafe, prim["reason"].to_numpy(), np.where(secondary, "secondary", "")),
     )
     status = pd.DataFrame(
         {
             "cell_id": cells["cell_id"].to_numpy(),
-            "status": np.where(state.unknown, "suppressed", "published"),
+            "status": np.where(unknown, "suppressed", "published"),
             "reason": reason,
         }
     )
     tally: dict[tuple[str, str], list[int]] = {}
-    hidden = np.flatnonzero(state.unknown)
+    hidden = np.flatnonzero(unknown)
     levels, units = cells["level"].to_numpy()[hidden], cells["n"].to_numpy()[hidden]
     for level, why, n in zip(levels, reason[hidden], units, strict=True):
         for one in str(why).split(";"):

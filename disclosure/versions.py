@@ -208,6 +208,7 @@ def control_release(
     *,
     prior_states: Sequence[pd.DataFrame] = (),
     prior_releases: Sequence[PriorRelease] = (),
+    method: str = "witness",
 ) -> Controlled:
     """Primary rules, secondary suppression and the LP audit of one release together with
     every earlier release still public.
@@ -216,7 +217,8 @@ def control_release(
     and cells suppressed before sticky (:func:`prior_knowledge`); *prior_releases* (full
     cell tables and relations, when the secure zone kept them) add the earlier releases'
     relations to one joint LP (:func:`joint_table`), so that no combination of the versions
-    recomputes a hidden cell of either. Raises
+    recomputes a hidden cell of either. *method* is protect()'s secondary suppression
+    method. Raises
     :class:`~disclosure.settings.DisclosureRefused` when no pattern is found; the audit's
     ``ok`` column says whether every hidden cell (of any version) keeps its protection.
     """
@@ -231,6 +233,7 @@ def control_release(
         joint.cells,
         joint.relations,
         settings,
+        method=method,
         presuppressed=joint.presuppressed,
         known=joint.known,
     )

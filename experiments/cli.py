@@ -732,6 +732,17 @@ def publish(tasks: tuple[str, ...], zones: Zones) -> None:
             f"disclosure control refused; nothing was published: {exc}"
         ) from None
     click.echo(f"published {', '.join(chosen)}: {zones.publish_dir} -> {version}")
+    _say_published(version)
+
+
+def _say_published(version: Path | None) -> None:
+    """Cells published per task and level, and a warning where fewer than half are."""
+    from disclosure.publish import publication_lines
+
+    if version is None or not version.is_dir():
+        return
+    for line in publication_lines(version):
+        click.echo(line, err=line.startswith("warning"))
 
 
 @cli.command(short_help="Reviewer report of each task's champion, to REVIEW/TASK/index.html.")
@@ -1138,6 +1149,10 @@ def run_cmd(
         f"done in {time.perf_counter() - start:.0f} s "
         f"({len(ran)} stages ran, {len(log.rows) - len(ran)} reused)"
     )
+    from disclosure.publish import current_version
+
+    click.echo("Published cells per task and level:")
+    _say_published(current_version(zones.publish_dir))
     uri = zones.tracking_uri
     click.echo("Where to look:")
     if uri.startswith(("http://", "https://")):  # a tracking server serves its own UI

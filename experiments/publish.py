@@ -238,6 +238,7 @@ def control(
             settings,
             prior_states=prior,
             prior_releases=releases,
+            method=rollup.suppression,
         )
     except DisclosureRefused as exc:
         raise PublishRefused(f"{rollup.task}: {exc}") from exc
@@ -385,8 +386,8 @@ def release_for(
     prior = prior_frames(rollup.cells) if prior_frames else ()
     status = control(rollup, settings, prior, releases)
     public = public_status(status)
-    tables = level_tables(rollup, public, areas=areas, branch_names=branch_names)
     year = int(predictions["year"].iloc[0]) if "year" in predictions and len(predictions) else None
+    tables = level_tables(rollup, public, areas=areas, branch_names=branch_names, year=year)
     release = task_release(rollup, tables, public, geometry=areas, run_id=run_id, year=year)
     led = secure_ledger(rollup, status).merge(
         rollup.cells[["cell_id", "value"]], on="cell_id", how="left", validate="1:1"

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from microdata import params
 from microdata.integrity import FIX, HashCache, world_changes
 from microdata.schemas import CODE_PATTERNS, OPEN_END, TABLES, Family, TableSpec
+from microdata.text import looks_like_formula
 
 BATCH_ROWS = 2_000_000
 MAX_EXAMPLES = 3
@@ -397,6 +398,33 @@ def _checksum_problems(world: Path, cache: HashCache | None) -> list[Problem]:
     return out
 
 
+#: the names that reach the public tables as text: (table, column)
+PUBLISHED_NAMES = (("areas", "area_name"), ("branches", "branch_name"))
+
+
+def _formula_problems(world: Path, readable: list[TableSpec]) -> list[Problem]:
+    """Names that a spreadsheet would read as a formula (they reach the public CSV files)."""
+    out = []
+    names = {s.name for s in readable}
+    for table, column in PUBLISHED_NAMES:
+        if table not in names:
+            continue
+        values = pd.unique(read_table(world, table, [column])[column].astype(str))
+        for value in sorted(v for v in values if looks_like_formula(v))[:MAX_EXAMPLES]:
+            out.append(
+                Problem(
+                    TABLES[table].file,
+                    column,
+                    "no spreadsheet formula",
+                    f"{value!r} starts with {value[:1]!r}, which a spreadsheet reads as a "
+                    "formula when the public CSV files are opened",
+                    "rename it so that it starts with a letter or digit (zicht publish "
+                    "prefixes such names with ' in the CSV files, as OWASP advises)",
+                )
+            )
+    return out
+
+
 def validate_world(
     world: Path,
     *,
@@ -439,6 +467,7 @@ def validate_world(
     for spec in readable:
         problems += _key_problems(world, spec)
         problems += _reference_problems(world, spec, cache)
+    problems += _formula_problems(world, readable)
     if any(s.name == "areas" for s in readable):
         problems += _hierarchy_problems(world)
         if any(s.name == "area_stats" for s in readable):

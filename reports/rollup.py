@@ -59,6 +59,9 @@ class Basis:
     name: str
     kind: str  # "sum" | "count"
     upper: str  # "n" (the total cannot exceed the units) or "inf"
+    #: each contributor knows its own contribution (a business its turnover; nobody knows a
+    #: model's probability for them): a cell of one contributor is known to that contributor
+    own_value_known: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class Rollup:
     cells: pd.DataFrame
     relations: pd.DataFrame
     schema: dict[str, Any] = field(default_factory=dict)
+    #: the secondary suppression method (:func:`disclosure.suppress.protect`): ``witness``
+    #: (least information lost) for the turnover table; ``greedy`` for the binary tasks,
+    #: whose driver bases hold tens of thousands of unsafe cells (one LP per cell and side)
+    suppression: str = "greedy"
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -209,6 +216,7 @@ def build_cells(grid: pd.DataFrame, bases: tuple[Basis, ...]) -> pd.DataFrame:
                         np.int64
                     ),
                     "intent": True,
+                    "own_value_known": b.own_value_known,
                 }
             )
         )
@@ -540,7 +548,7 @@ def roll_up_turnover(
     expected = pd.concat(pieces, ignore_index=True).rename(columns={"e": "expected_turnover"})
     modelled = modelled.merge(expected, on=["level", "area_code", "breakdown"], how="left")
     modelled["flag"] = modelled["flag"].astype("boolean")
-    bases = (Basis("turnover_sum", "sum", "inf"),)
+    bases = (Basis("turnover_sum", "sum", "inf", own_value_known=True),)
     cells = build_cells(modelled, bases)
     relations = build_relations(modelled, bases, breakdown=True)
     return Rollup(
@@ -552,6 +560,7 @@ def roll_up_turnover(
         cells=cells,
         relations=relations,
         schema=_schema("branch_turnover", profiles_used=False),
+        suppression="witness",
     )
 
 
@@ -579,6 +588,7 @@ def level_tables(
     *,
     areas: pd.DataFrame,
     branch_names: Mapping[str, str] | None = None,
+    year: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The contract's level tables, with every measure of a suppressed basis empty.
 
@@ -593,6 +603,9 @@ def level_tables(
         parent in the world; their parent here is ``NL``).
     branch_names
         SBI code → branch name (branch_turnover).
+    year
+        The publication year, written as column ``year`` of every row (after
+        ``parent_code``).
     """
     grid = rollup.grid.copy()
     st = status.set_index("cell_id")
@@ -642,6 +655,8 @@ def level_tables(
             "parent_code": parent.where(grid["level"] != "nederland", "").astype(str),
         }
     )
+    if year is not None:
+        base["year"] = np.int64(year)
     if rollup.breakdown == "age_group":
         base["age_group"] = grid["breakdown"]
     elif rollup.breakdown == "branch":
@@ -729,6 +744,8 @@ def _measures(rollup: Rollup, grid: pd.DataFrame, published: dict[str, np.ndarra
 #: decimals every published figure is rounded to (stated per measure in schema.json): no
 #: full-precision mean or share that, times ``n``, gives its basis back to the last unit
 PRECISION = {
+    "n": 0,
+    "inhabitants": 0,
     "risk_mean": 5,
     "expected_per_1000": 2,
     "elevated_share": 3,
@@ -750,6 +767,131 @@ def precision(measure: str) -> int | None:
 
 
 # --------------------------------------------------------------------------- schema
+
+#: every column of the public tables: Dutch label, and what it holds in English and Dutch
+#: (measures take their English text from the schema's measures)
+COLUMN_DOCS: dict[str, tuple[str, str, str]] = {
+    "area_code": (
+        "gebiedscode",
+        "CBS code of the area: RIEC01..RIEC10, GM (gemeente), WK (wijk), BU (buurt), or NL",
+        "CBS-code van het gebied: RIEC01..RIEC10, GM (gemeente), WK (wijk), BU (buurt) of NL",
+    ),
+    "area_name": ("gebiedsnaam", "name of the area", "naam van het gebied"),
+    "level": (
+        "niveau",
+        "level of the area: buurt, wijk, gemeente, riec or nederland",
+        "niveau van het gebied: buurt, wijk, gemeente, riec of nederland",
+    ),
+    "parent_code": (
+        "bovenliggend gebied",
+        "code of the area one level up (empty for NL)",
+        "code van het gebied een niveau hoger (leeg voor NL)",
+    ),
+    "year": (
+        "jaar",
+        "publication year: the year the figures are about",
+        "publicatiejaar: het jaar waarover de cijfers gaan",
+    ),
+    "age_group": (
+        "leeftijdsgroep",
+        "age group 8-12, 13-19, 20-23, or total",
+        "leeftijdsgroep 8-12, 13-19, 20-23, of total (alle)",
+    ),
+    "branch": (
+        "branche (SBI)",
+        "branch as SBI code, or total (all branches)",
+        "branche als SBI-code, of total (alle branches)",
+    ),
+    "branch_name": ("branchenaam", "name of the branch", "naam van de branche"),
+    "status": (
+        "status",
+        "published, or suppressed (the measures of this row are then empty)",
+        "published (gepubliceerd), of suppressed (onderdrukt: de maten van deze rij zijn leeg)",
+    ),
+    "reason": (
+        "reden",
+        "empty when published, 'suppressed' when suppressed (which rule fired is not said)",
+        "leeg als gepubliceerd, 'suppressed' als onderdrukt (welke regel gold wordt niet gezegd)",
+    ),
+}
+
+#: Dutch label and text of every measure
+MEASURE_NL: dict[str, tuple[str, str]] = {
+    "n": ("aantal", "aantal eenheden (zie de beschrijving per taak); altijd gepubliceerd"),
+    "inhabitants": ("inwoners", "inwoners van het gebied (kerncijfer); altijd gepubliceerd"),
+    "risk_mean": ("gemiddeld risico", "gemiddelde gekalibreerde kans per eenheid"),
+    "expected_per_1000": (
+        "verwacht per 1.000 woningen",
+        "verwacht aantal opgerolde hennepkwekerijen per 1.000 woningen",
+    ),
+    "elevated_share": (
+        "aandeel verhoogd risico",
+        "aandeel eenheden met een score boven de landelijke 10%-grens",
+    ),
+    "index": ("index (NL = 100)", "100 × gemiddeld risico ÷ landelijk gemiddeld risico"),
+    "top_drivers": (
+        "belangrijkste factoren",
+        "tot 3 factoren (namen uit de catalogus) met de grootste positieve SHAP-bijdrage",
+    ),
+    "driver": ("factor", "de factor van het gebied op deze plaats"),
+    "driver_prevalence": ("aandeel met factor", "aandeel eenheden met de indicator van de factor"),
+    "driver_prevalence_nl": (
+        "aandeel met factor in NL",
+        "landelijk aandeel eenheden met de indicator van de factor",
+    ),
+    "turnover_per_inhabitant": (
+        "omzet per inwoner",
+        "gerealiseerde omzet ÷ inwoners, in euro; leeg zonder inwoners",
+    ),
+    "expected_per_inhabitant": (
+        "verwachte omzet per inwoner",
+        "door het model verwachte omzet ÷ inwoners, in euro",
+    ),
+    "deviation_ratio": ("afwijkingsratio", "gerealiseerde ÷ verwachte omzet"),
+    "flag": (
+        "signaal",
+        "robuuste z-score van de log-afwijking boven 3 (eenzijdig): opvallend hoge omzet",
+    ),
+}
+
+
+def column_doc(name: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Dutch label, English and Dutch text, type and precision of one public column."""
+    measures = schema.get("measures", {})
+    family = name.rstrip("0123456789").rstrip("_")
+    base = name
+    for prefix in ("status", "reason"):
+        if name == prefix or name.startswith(prefix + "_"):
+            base = prefix
+    if base in COLUMN_DOCS:
+        label, en, nl = COLUMN_DOCS[base]
+        if base != name:
+            basis = name.removeprefix(base + "_")
+            label, en, nl = f"{label} ({basis})", f"{en}; for basis {basis}", f"{nl}; basis {basis}"
+        kind = "integer" if name == "year" else "text"
+        return {"label_nl": label, "description": en, "description_nl": nl, "type": kind}
+    spec = measures.get(name, {})
+    label, nl = MEASURE_NL.get(name, MEASURE_NL.get(family, (name, "")))
+    if family != name and family in ("driver", "driver_prevalence", "driver_prevalence_nl"):
+        k = name.removeprefix(family + "_")
+        label, nl = f"{label} {k}", f"{nl} (factor {k})"
+    kind = "number"
+    if name == "flag":
+        kind = "boolean"
+    elif family in ("driver", "top_drivers"):
+        kind = "text"
+    elif name in ("n", "inhabitants"):
+        kind = "integer"
+    doc = {
+        "label_nl": label,
+        "description": spec.get("description", ""),
+        "description_nl": nl,
+        "type": kind,
+    }
+    digits = precision(name)
+    if digits is not None:
+        doc["precision"] = digits
+    return doc
 
 
 def _measure(

@@ -369,3 +369,159 @@ def test_each_version_keeps_its_secure_state_and_the_next_one_reads_it(
     a = pd.read_parquet(states / first.name / "hennep.parquet").set_index("cell_id")["status"]
     b = cells.set_index("cell_id")["status"]
     assert (a == b.reindex(a.index)).all()
+
+
+# --- readable public tables (issue 17) ----------------------------------------------------
+
+
+def test_every_table_has_year_and_the_readme_explains_every_column(published: Path) -> None:
+    readme = (published / "README.md").read_text(encoding="utf-8")
+    assert "## Nederlands" in readme and "## English" in readme
+    manifest = json.loads((published / "manifest.json").read_text())
+    assert "README.md" in manifest["files"]
+    for task in TASKS:
+        schema = json.loads((published / task / "schema.json").read_text())
+        for path in sorted((published / task).glob("*.csv")):
+            if path.name == "ledger.csv":
+                continue
+            table = pd.read_csv(path)
+            assert (table["year"] == 2024).all(), path
+            for col in table.columns:
+                doc = schema["columns"][col]
+                assert doc["label_nl"] and doc["description_nl"], (task, col)
+                assert f"`{col}`" in readme and doc["label_nl"] in readme, (task, col)
+                # every published number states its rounding, and is rounded to it
+                if doc["type"] in ("number", "integer") and col != "year":
+                    digits = doc["precision"]
+                    v = table[col].dropna().to_numpy(np.float64)
+                    assert np.allclose(v, np.round(v, digits)), (task, col)
+        for m, spec in schema["measures"].items():
+            assert spec["label_nl"], (task, m)
+    for word in ("published", "suppressed", "Drempel", "Threshold", "Dominance"):
+        assert word in readme
+
+
+def test_geojson_has_one_feature_per_area_with_the_breakdown_as_columns(published: Path) -> None:
+    for task, level, breakdown in (
+        ("hennep", "buurt", None),
+        ("jonge_aanwas", "buurt", "age_group"),
+        ("branch_turnover", "wijk", "branch"),
+    ):
+        geo = json.loads((published / task / "areas.geojson").read_text())
+        codes = [f["properties"]["area_code"] for f in geo["features"]]
+        table = pd.read_csv(published / task / f"{level}.csv", dtype={"branch": str})
+        assert len(codes) == len(set(codes)) == table["area_code"].nunique(), task
+        if breakdown is None:
+            continue
+        props = geo["features"][0]["properties"]
+        assert breakdown not in props
+        values = [v for v in table[breakdown].astype(str).unique() if v != "total"]
+        measure = "index" if task == "jonge_aanwas" else "deviation_ratio"
+        assert all(f"{measure}_{v}" in props for v in values)
+        # the suffixed column is the breakdown row's value, the plain one the total's
+        code = props["area_code"]
+        row = table[(table["area_code"] == code) & (table[breakdown].astype(str) == values[0])]
+        got, want = props[f"{measure}_{values[0]}"], row[measure].iloc[0]
+        assert (got is None and pd.isna(want)) or got == pytest.approx(want)
+
+
+def test_names_that_read_as_formulas_are_neutralised_in_csv(tmp_path: Path) -> None:
+    table = pd.DataFrame(
+        {
+            "area_code": ["GM0001", "GM0002", "GM0003", "GM0004"],
+            "area_name": ['=HYPERLINK("x")', "+31 Noord", "Oud-West", "@SUM(A1)"],
+            "branch_name": ["-2+3", "\tTab", "Bouw", "\rCR"],
+            "n": [-1, 12, 13, 14],
+        }
+    )
+    dp._write_table(table, tmp_path / "t")
+    csv = pd.read_csv(tmp_path / "t.csv", keep_default_na=False)
+    names = ['\'=HYPERLINK("x")', "'+31 Noord", "Oud-West", "'@SUM(A1)"]
+    assert csv["area_name"].tolist() == names
+    assert csv["branch_name"].tolist() == ["'-2+3", "'\tTab", "Bouw", "'\rCR"]
+    assert csv["n"].tolist() == [-1, 12, 13, 14]  # numbers are not text: left alone
+    raw = pd.read_parquet(tmp_path / "t.parquet")
+    assert raw["area_name"].iloc[0] == '=HYPERLINK("x")'  # the Parquet twin keeps the name
+
+
+def test_world_validate_names_a_formula_like_area_name(tiny_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from microdata.validate import validate_world
+
+    world = tmp_path / "world"
+    shutil.copytree(tiny_data / "world", world)
+    (world / "manifest.json").unlink()  # an extract: no checksums to trip over
+    areas = pd.read_parquet(world / "areas.parquet")
+    areas.loc[areas.index[3], "area_name"] = "=cmd|'/C calc'!A0"
+    areas.to_parquet(world / "areas.parquet")
+    lines = [str(p) for p in validate_world(world)]
+    hit = [x for x in lines if "no spreadsheet formula" in x]
+    assert len(hit) == 1, lines
+    assert hit[0].startswith("areas.parquet: area_name: no spreadsheet formula:")
+    assert "=cmd|" in hit[0] and "fix:" in hit[0]
+
+
+def test_publication_lines_count_cells_per_level(published: Path) -> None:
+    lines = dp.publication_lines(published.resolve())
+    ledger = pd.read_csv(published / "branch_turnover" / "ledger.csv")
+    wijk = ledger[ledger["level"] == "wijk"]
+    n_pub = int((wijk["status"] == "published").sum())
+    assert f"  branch_turnover wijk: {n_pub} of {len(wijk)} cells published" in "\n".join(lines)
+    warned = [x for x in lines if x.startswith("warning")]
+    share = {(c.task, c.level): c.share for c in dp.published_counts(published.resolve())}
+    assert len(warned) == sum(s < 0.5 for s in share.values())
+
+
+def test_the_readme_is_generated_from_the_schemas() -> None:
+    """Every column of every schema, with its Dutch label and rounding, in both languages;
+    an older schema without ``columns`` (a task carried over) falls back to its measures."""
+    from disclosure.readme import render_readme
+
+    new = {
+        "levels": ["wijk", "gemeente"],
+        "measures": {},
+        "columns": {
+            "year": {
+                "label_nl": "jaar",
+                "description": "publication year",
+                "description_nl": "publicatiejaar",
+                "type": "integer",
+            },
+            "deviation_ratio": {
+                "label_nl": "afwijkingsratio",
+                "description": "realised | exp",
+                "description_nl": "gerealiseerd",
+                "type": "number",
+                "precision": 3,
+            },
+        },
+        "notes": ["a note"],
+    }
+    old = {
+        "levels": ["buurt"],
+        "measures": {"risk_mean": {"description": "mean risk", "precision": 5}},
+    }
+    settings = {
+        "min_count": 7,
+        "dominance_share": 0.5,
+        "group_share": 0.9,
+        "protection_share": 0.1,
+        "margin_units": 1.0,
+        "nk": None,
+    }
+    text = render_readme(
+        {"branch_turnover": new, "hennep": old},
+        settings=settings,
+        version="v9",
+        created_at="2026-01-01T00:00:00+00:00",
+    )
+    nl, en = text.split("## English")
+    for part in (nl, en):
+        assert "| `year` | jaar |" in part
+        assert "| `deviation_ratio` | afwijkingsratio |" in part and "| 0.001 |" in part
+        assert "| `risk_mean` |" in part and "| 0.00001 |" in part
+        assert "7" in part  # the threshold of these settings, not a default
+    assert "realised \\| exp" in en  # a pipe in a text does not break the table
+    assert "Drempel: een cel met minder dan 7 eenheden" in nl
+    assert "- a note" in en
