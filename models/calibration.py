@@ -13,6 +13,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 
+from models.metrics import Ranked
+
 
 class BinnedIsotonicCalibrator(BaseEstimator):
     """Isotonic map from score to probability, fitted on bins of >= ``min_count`` units."""
@@ -22,14 +24,15 @@ class BinnedIsotonicCalibrator(BaseEstimator):
         self.max_bins = max_bins
 
     def fit(self, scores: np.ndarray, y: np.ndarray) -> BinnedIsotonicCalibrator:
-        scores = np.asarray(scores, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        n_bins = int(max(1, min(self.max_bins, len(scores) // max(self.min_count, 1))))
-        order = np.argsort(scores, kind="stable")
-        bins = np.array_split(order, n_bins)
-        self.bin_score_ = np.array([scores[b].mean() for b in bins])
-        self.bin_rate_ = np.array([y[b].mean() for b in bins])
-        self.bin_count_ = np.array([len(b) for b in bins])
+        return self.fit_ranked(Ranked.of(y, scores))
+
+    def fit_ranked(self, ranked: Ranked) -> BinnedIsotonicCalibrator:
+        """:meth:`fit` on scores and labels already sorted (the evaluation's one sort)."""
+        n_bins = int(max(1, min(self.max_bins, len(ranked) // max(self.min_count, 1))))
+        units, sum_score, sum_y = ranked.bins(n_bins)
+        self.bin_score_ = sum_score / units
+        self.bin_rate_ = sum_y / units
+        self.bin_count_ = units.astype(np.int64)
         self.isotonic_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
         self.isotonic_.fit(self.bin_score_, self.bin_rate_, sample_weight=self.bin_count_)
         return self

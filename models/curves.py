@@ -2,7 +2,9 @@
 
 Plots never see unit rows. These functions turn labels and scores into small tables of
 aggregates (equal-count bins or quantile thresholds), and :mod:`reports.plots` draws only
-such tables.
+such tables. They read the order of the scores from a :class:`~models.metrics.Ranked`
+(``Ranked.of(y, p)``), so the evaluation sorts its out-of-fold scores once for the metrics,
+the curves and the calibration map together.
 """
 
 from __future__ import annotations
@@ -10,31 +12,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from models.metrics import Ranked
 
-def calibration_bins(
-    y: np.ndarray, p: np.ndarray, *, n_bins: int = 10, min_count: int = 10
-) -> pd.DataFrame:
+
+def calibration_bins(ranked: Ranked, *, n_bins: int = 10, min_count: int = 10) -> pd.DataFrame:
     """Mean prediction and observed rate in equal-count bins (at most ``len(y) // min_count``)."""
-    n_bins = max(1, min(n_bins, len(p) // min_count))
-    order = np.argsort(p, kind="stable")
-    parts = np.array_split(order, n_bins)
+    n_bins = max(1, min(n_bins, len(ranked) // min_count))
+    units, sum_p, sum_y = ranked.bins(n_bins)
     return pd.DataFrame(
         {
-            "mean_predicted": [float(p[b].mean()) for b in parts],
-            "observed_rate": [float(y[b].mean()) for b in parts],
-            "units": [len(b) for b in parts],
+            "mean_predicted": sum_p / units,
+            "observed_rate": sum_y / units,
+            "units": units.astype(np.int64),
         }
     )
 
 
-def capture_curve(
-    y: np.ndarray, p: np.ndarray, *, points: int = 50, min_count: int = 10
-) -> pd.DataFrame:
+def capture_curve(ranked: Ranked, *, points: int = 50, min_count: int = 10) -> pd.DataFrame:
     """Share of all events caught in the top share of units, on a grid of shares."""
-    order = np.argsort(-p, kind="stable")
-    cum = np.cumsum(y[order])
+    cum = np.cumsum(ranked.y_descending())
     total = max(cum[-1], 1)
-    n = len(y)
+    n = len(ranked)
     tops = np.unique(
         np.clip(np.round(np.linspace(0, 1, points + 1)[1:] * n).astype(int), min_count, n)
     )
@@ -43,16 +41,13 @@ def capture_curve(
     )
 
 
-def roc_pr_points(
-    y: np.ndarray, p: np.ndarray, *, points: int = 50, min_count: int = 10
-) -> pd.DataFrame:
+def roc_pr_points(ranked: Ranked, *, points: int = 50, min_count: int = 10) -> pd.DataFrame:
     """ROC and precision-recall points at score-quantile thresholds (each step >= min_count)."""
-    order = np.argsort(-p, kind="stable")
-    ys = y[order]
+    ys = ranked.y_descending()
     tp = np.cumsum(ys)
     fp = np.cumsum(1 - ys)
     pos, neg = max(tp[-1], 1), max(fp[-1], 1)
-    n = len(y)
+    n = len(ranked)
     step = max(min_count, n // points)
     k = np.unique(np.r_[np.arange(step, n, step), n]) - 1
     return pd.DataFrame(

@@ -47,7 +47,7 @@ from models import curves as C
 from models import metrics as M
 from models.calibration import BinnedIsotonicCalibrator
 from models.estimators import fit_kwargs, make_estimator
-from models.tasks import TaskSpec, str_array
+from models.tasks import TaskSpec
 
 FLAG_Z = 3.0
 
@@ -314,26 +314,38 @@ def evaluate(
             raw_hold[sl][h] = _score(final, X[h], task.kind)
         del X
 
-    cols = _metric_columns(frame)
-    fold_metrics = [
-        _metrics(task, cols, folds == k, y, oof, oracle, area_km2) for k in range(protocol.n_folds)
-    ]
+    # the metrics: each score is sorted once (models.metrics.Ranked), and folds, age groups,
+    # curves and the calibration map read subsets of that order
+    cols = _metric_columns(frame, area_km2) if task.kind == "binary" else {}
+    train_rows = np.flatnonzero(train)
+    ranked_oof = (
+        M.Ranked.of(y[train], oof[train], positions=train_rows) if task.kind == "binary" else None
+    )
+    ranked_oracle = (
+        M.Ranked.of(y, np.asarray(oracle, dtype=np.float64))
+        if task.kind == "binary" and oracle is not None
+        else None
+    )
+    fold_metrics = []
+    for k in range(protocol.n_folds):
+        in_fold = folds == k
+        if ranked_oof is None:
+            fold_metrics.append(_regression(in_fold, y, oof, oracle))
+            continue
+        fold_metrics.append(_binary(ranked_oof.subset(in_fold), cols, ranked_oracle, in_fold))
     metrics = {k: float(np.nanmean([f[k] for f in fold_metrics])) for k in fold_metrics[0]}
 
     # binned curves for the plots (aggregates only), and the calibration map, from OOF scores
     calibrator = None
     curves: dict[str, pd.DataFrame] = {}
-    if task.kind == "binary":
-        yt, pt = y[train].astype(np.float64), oof[train]
+    if ranked_oof is not None:
         mc = protocol.min_count
         curves = {
-            "calibration": C.calibration_bins(yt, pt, min_count=mc),
-            "capture": C.capture_curve(yt, pt, min_count=mc),
-            "roc_pr": C.roc_pr_points(yt, pt, min_count=mc),
+            "calibration": C.calibration_bins(ranked_oof, min_count=mc),
+            "capture": C.capture_curve(ranked_oof, min_count=mc),
+            "roc_pr": C.roc_pr_points(ranked_oof, min_count=mc),
         }
-        calibrator = BinnedIsotonicCalibrator(min_count=protocol.min_count).fit(
-            oof[train], y[train]
-        )
+        calibrator = BinnedIsotonicCalibrator(min_count=protocol.min_count).fit_ranked(ranked_oof)
 
     extra: dict[str, Any] = {
         "n_train": int(train.sum()),
@@ -346,9 +358,13 @@ def evaluate(
         pred = raw_hold[hold]
         if calibrator is not None:
             pred = calibrator.predict(pred)
-        full = np.full(len(frame), np.nan)
-        full[hold] = pred
-        hm = _metrics(task, cols, hold, y, full, oracle, area_km2)
+        if ranked_oof is None:
+            full = np.full(len(frame), np.nan)
+            full[hold] = pred
+            hm = _regression(hold, y, full, oracle)
+        else:
+            hold_ranked = M.Ranked.of(y[hold], pred, positions=np.flatnonzero(hold))
+            hm = _binary(hold_ranked, cols, ranked_oracle, hold)
         metrics.update({f"holdout_{k}": v for k, v in hm.items()})
         if task.kind == "binary":
             extra["holdout_expected_events"] = float(pred.sum())
@@ -441,7 +457,7 @@ def cv_scores(
         m = _fit(clone(est), X[tr], y[tr], model_name, cat)
         pred = _score(m, X[te], task.kind)
         value = (
-            M.classification_metrics(y[te], pred)["roc_auc"]
+            M.Ranked.of(y[te], np.clip(pred, M.EPS, 1 - M.EPS)).roc_auc()
             if task.kind == "binary"
             else M.regression_metrics(y[te], pred)["r2_log"]
         )
@@ -451,37 +467,50 @@ def cv_scores(
     return scores
 
 
-def _metrics(
-    task: TaskSpec,
-    cols: dict[str, np.ndarray],
-    mask: np.ndarray,
-    y: np.ndarray,
-    pred: np.ndarray,
-    oracle: np.ndarray | None,
-    area_km2: dict[str, float] | None,
+def _regression(
+    mask: np.ndarray, y: np.ndarray, pred: np.ndarray, oracle: np.ndarray | None
 ) -> dict[str, float]:
-    """Metrics of the rows in *mask*; *cols* holds the buurt and age group arrays (if any)."""
+    """Regression metrics of the rows in *mask*."""
     o = None if oracle is None else np.asarray(oracle, dtype=np.float64)[mask]
-    if task.kind == "regression":
-        return M.regression_metrics(y[mask], pred[mask], oracle=o)
-    buurt = cols["buurt_code"][mask] if "buurt_code" in cols else None
-    out = M.classification_metrics(y[mask], pred[mask], buurt=buurt, area_km2=area_km2, oracle=o)
+    return M.regression_metrics(y[mask], pred[mask], oracle=o)
+
+
+def _binary(
+    ranked: M.Ranked,
+    cols: dict[str, Any],
+    oracle: M.Ranked | None,
+    mask: np.ndarray,
+) -> dict[str, float]:
+    """Classification metrics of the rows in *mask*, whose scores *ranked* holds already
+    sorted and clipped (its positions are the frame's rows); *oracle* ranks every row."""
+    ranked = ranked.clipped(M.EPS, 1 - M.EPS)
+    o = None if oracle is None else oracle.subset(mask)
+    out = M.ranked_metrics(ranked, areas=cols.get("buurt_code"), oracle=o)
     if "age_group" in cols:
-        ag = cols["age_group"][mask]
+        codes, names = cols["age_group"]
         for group, suffix in (("8-12", "8_12"), ("13-19", "13_19"), ("20-23", "20_23")):
-            g = ag == group
-            sub = M.classification_metrics(
-                y[mask][g], pred[mask][g], oracle=None if o is None else o[g]
-            )
+            g = codes == (names.index(group) if group in names else -2)
+            sub_ranked = ranked.subset(g)
+            if not len(sub_ranked):  # no unit of the group here: its metrics are undefined
+                out[f"roc_auc_{suffix}"] = float("nan")
+                continue
+            sub = M.ranked_metrics(sub_ranked, oracle=None if o is None else o.subset(g))
             out[f"roc_auc_{suffix}"] = sub["roc_auc"]
             if "oracle_ratio" in sub:
                 out[f"oracle_ratio_{suffix}"] = sub["oracle_ratio"]
     return out
 
 
-def _metric_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The columns metrics group by, converted once (not once per fold)."""
-    return {c: str_array(frame[c]) for c in ("buurt_code", "age_group") if c in frame}
+def _metric_columns(frame: pd.DataFrame, area_km2: dict[str, float] | None) -> dict[str, Any]:
+    """The columns metrics group by, as integer codes made once (not once per fold): the
+    buurt with its land area (:class:`models.metrics.AreaCodes`), the age group."""
+    cols: dict[str, Any] = {}
+    if "buurt_code" in frame and area_km2 is not None:
+        cols["buurt_code"] = M.AreaCodes.of(frame["buurt_code"], area_km2)
+    if "age_group" in frame:
+        codes, names = pd.factorize(frame["age_group"])
+        cols["age_group"] = (codes, [str(n) for n in names])
+    return cols
 
 
 #: the meta column with each cell's establishments in t - 1 (its size class for the flag)

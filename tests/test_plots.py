@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from models import curves as C
+from models.metrics import Ranked
 from reports import plots
 
 
@@ -20,23 +21,21 @@ def _data(n: int = 5000) -> tuple[np.ndarray, np.ndarray]:
 
 def test_curves_rest_on_min_count_units() -> None:
     y, p = _data()
-    assert C.calibration_bins(y, p)["units"].min() >= 10
-    assert C.capture_curve(y, p)["units"].min() >= 10
-    pts = C.roc_pr_points(y, p)
+    ranked = Ranked.of(y, p)
+    assert C.calibration_bins(ranked)["units"].min() >= 10
+    assert C.capture_curve(ranked)["units"].min() >= 10
+    pts = C.roc_pr_points(ranked)
     assert pts["units_above"].min() >= 10 and np.all(np.diff(pts["tpr"]) >= 0)
-    assert C.calibration_bins(y[:25], p[:25])["units"].min() >= 10  # few units: fewer bins
+    few = Ranked.of(y[:25], p[:25])
+    assert C.calibration_bins(few)["units"].min() >= 10  # few units: fewer bins
 
 
 def test_plots_draw_aggregates(tmp_path: Path) -> None:
-    y, p = _data()
-    assert (
-        plots.calibration_plot(C.calibration_bins(y, p), tmp_path / "c.png", title="t")
-        .stat()
-        .st_size
-        > 0
-    )
-    assert plots.capture_plot(C.capture_curve(y, p), tmp_path / "k.png", title="t").exists()
-    assert plots.roc_pr_plot(C.roc_pr_points(y, p), tmp_path / "r.png", title="t").exists()
+    ranked = Ranked.of(*_data())
+    cal = plots.calibration_plot(C.calibration_bins(ranked), tmp_path / "c.png", title="t")
+    assert cal.stat().st_size > 0
+    assert plots.capture_plot(C.capture_curve(ranked), tmp_path / "k.png", title="t").exists()
+    assert plots.roc_pr_plot(C.roc_pr_points(ranked), tmp_path / "r.png", title="t").exists()
 
 
 @pytest.mark.parametrize(
