@@ -35,6 +35,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 _EXPENSIVE = ("tiny_run", "region_data", "team_server")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         used = [f for f in _EXPENSIVE if f in getattr(item, "fixturenames", ())]
