@@ -111,11 +111,21 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def zone_rules(
-    *, data: bool = False, publish: bool = False, creates: bool = False, store: bool = False
+    *,
+    data: bool = False,
+    publish: bool = False,
+    creates: bool = False,
+    store: bool = False,
+    generates: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Below :func:`common_options`: hold the lock of DATA (*data*; only when DATA exists,
     unless the command *creates* it) and of PUBLISH (*publish*) while the command runs, and
-    refuse a local MLflow store that does not exist (*store*: read-only commands)."""
+    refuse a local MLflow store that does not exist (*store*: read-only commands).
+
+    *generates*: the command writes a synthetic world into DATA (unless given
+    ``--world-dir``). A DATA that holds a world or extract the generator did not write is
+    refused *before* the lock is taken, so the refused command leaves DATA byte for byte as
+    it was (not even a lock file); the command checks again under the lock."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
@@ -129,6 +139,13 @@ def zone_rules(
                     task = task[0]
                 train = f"zicht train {task}" if isinstance(task, str) else "zicht train <task>"
                 require_store(zones.tracking_uri, name, train=train)
+            if generates and kwargs.get("world_dir") is None and zones.data_dir.is_dir():
+                from microdata.io import WorldExistsError, check_replaceable
+
+                try:
+                    check_replaceable(zones.data_dir)
+                except WorldExistsError as exc:
+                    raise BadInput(str(exc)) from None
             locked = data and (creates or zones.data_dir.is_dir())
             with zone_locks(
                 data_dir=zones.data_dir if locked else None,
@@ -213,7 +230,7 @@ def cli() -> None:
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing world in DATA.")
 @common_options
-@zone_rules(data=True, creates=True)
+@zone_rules(data=True, creates=True, generates=True)
 def generate(scale: str, seed: int, overwrite: bool, zones: Zones) -> None:
     """Generate the seeded synthetic world.
 
@@ -1010,7 +1027,7 @@ def bench_shap_cmd(
     help="Where to write scale_<scale>.md.",
 )
 @common_options
-@zone_rules(data=True, publish=True, creates=True)
+@zone_rules(data=True, publish=True, creates=True, generates=True)
 def bench_scale_cmd(
     scale: str, seed: int, model_list: str, reuse: bool, out: Path, zones: Zones
 ) -> None:
@@ -1120,7 +1137,7 @@ def _pipeline(settings: Any, zones: Zones, world_dir: Path | None = None) -> Any
     "(validated first; --scale and --seed are then not used).",
 )
 @common_options
-@zone_rules(data=True, publish=True, creates=True)
+@zone_rules(data=True, publish=True, creates=True, generates=True)
 def run_cmd(
     scale: str, seed: int, model_list: str, fresh: bool, world_dir: Path | None, zones: Zones
 ) -> None:

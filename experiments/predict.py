@@ -103,11 +103,16 @@ def load_run_model(
 
 
 def checked_table(task: str, scored: Scored, data_dir: Path) -> Path:
-    """The feature table of *task*, checked against its stamp, the world and the catalogue."""
+    """The feature table of *task*, checked against its stamp, the world and the catalogue.
+
+    The world is the one *scored*'s run was trained on: :func:`load_run_model` has already
+    compared that run's fingerprint with the current world (``DATA/world`` or the
+    ``--world-dir`` extract), so the table must carry the same fingerprint.
+    """
     path = data_dir / "features" / f"{task}.parquet"
     if not path.exists():
         raise PredictError(f"{path}: no feature table; run `zicht features {task}` first")
-    fingerprint, _, _ = world_identity(data_dir / "world")
+    fingerprint = scored.run.data.tags.get("zicht.data_fingerprint", "")
     check_feature_table(
         path, task, scored.features, fingerprint=fingerprint, cache=HashCache(data_dir / ".zicht")
     )

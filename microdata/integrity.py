@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+GENERATOR = "zicht.microdata"  # the "generator" of a manifest.json that zicht generate wrote
 CACHE_FILE = "hashes.json"
 
 
@@ -112,15 +113,19 @@ class Change:
 
 def world_changes(world_dir: Path, cache: HashCache | None = None) -> list[Change]:
     """Files of *world_dir* that differ from its ``manifest.json`` (empty: as generated, or no
-    manifest at all, as with a real extract)."""
+    manifest of the generator at all, as with a real extract, which may carry a manifest of
+    its own: that one records nothing zicht can check)."""
     world_dir = Path(world_dir)
     manifest = world_dir / MANIFEST
     if not manifest.is_file():
         return []
     try:
-        files = json.loads(manifest.read_text()).get("files", {})
+        doc = json.loads(manifest.read_text())
     except (OSError, ValueError):
         return [Change(MANIFEST, "changed", "not readable JSON")]
+    if not isinstance(doc, dict) or doc.get("generator") != GENERATOR:
+        return []  # a real extract's own manifest: its contents are fingerprinted instead
+    files = doc.get("files", {})
     if not isinstance(files, dict):
         return [Change(MANIFEST, "changed", "no 'files' mapping")]
     cache = cache or HashCache(None)

@@ -25,7 +25,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from microdata import params
-from microdata.integrity import HashCache, check_world, default_cache_dir, sha256_file
+from microdata.integrity import (
+    GENERATOR,
+    HashCache,
+    check_world,
+    default_cache_dir,
+    sha256_file,
+)
 from microdata.scales import Scale
 from microdata.world import generate_world
 
@@ -33,8 +39,6 @@ WORLD_DIR = "world"
 TRUTH_DIR = "truth"
 MANIFEST = "manifest.json"
 
-
-GENERATOR = "zicht.microdata"
 
 
 class WorldExistsError(FileExistsError):
