@@ -159,9 +159,10 @@ class Objective:
             f"Trial {trial.number} of the study: CV of the parameters below; pruned trials "
             "stop early (tag optuna.state). The parent run refits the best."
         )
-        mlflow.start_run(
+        mlflow.start_run(  # nested in the parent: open in this process, or named by its id
             run_name=f"trial-{trial.number}",
             parent_run_id=self.parent_run_id,
+            nested=mlflow.active_run() is not None,
             tags=tags,
             description=tracking.run_description(tags, detail=detail),
         )

@@ -623,9 +623,10 @@ def attention(report: TaskReport) -> list[tuple[str, str]]:
         out.append(("flag", "The published version was made by another run than the champion."))
     if report.audit is not None:
         out += [(k, t) for k, t in report.audit.headline() if k != "ok"]
-    for key in ("audit", "shap", "disclosure"):
-        note = report.notes.get(key, "")
-        if note and not (key == "audit" and report.audit is not None):
+    shown = {"audit": report.audit, "shap": report.shap, "disclosure": report.disclosure}
+    for key, present in shown.items():
+        note = report.notes.get(key, "")  # what makes the section: only while it is missing
+        if note and present is None:
             out.append(("note", note))
     return out
 

@@ -73,6 +73,10 @@ def _writes(node: ast.Call) -> bool:
             isinstance(m, ast.Constant) and isinstance(m.value, str) and set(m.value) & set("wax+")
             for m in modes
         )
+    if name in ("rename", "replace") and any(
+        k.arg in ("columns", "index", "mapper", "axis") for k in node.keywords
+    ):
+        return False  # DataFrame.rename(columns=...): Path.rename/replace take no such keyword
     return name in WRITERS
 
 
@@ -143,6 +147,7 @@ def test_the_gate_itself_is_the_writer() -> None:
         ("from pathlib import Path\nROOT = Path('publish.d')\n", "experiments/rogue.py"),
         ("import os\ndef f(a, b):\n    os.symlink(a, b)\n", "features/rogue.py"),
         ("def draw(publish_dir):\n    return publish_dir\n", "reports/maps2.py"),
+        ("def f(publish_dir, old):\n    old.rename(publish_dir / 'hennep')\n", "x/z.py"),
     ],
 )
 def test_planted_violations_are_found(source: str, where: str) -> None:
@@ -157,6 +162,7 @@ def test_planted_violations_are_found(source: str, where: str) -> None:
         "def g(publish_dir):\n    return (publish_dir / 'manifest.json').read_text()\n",
         "def h(p):\n    with open(p.publish_dir / 'a') as fh:\n        return fh.read()\n",
         "def k(out):\n    out.write_text('not the publish dir')\n",
+        "def m(publish_dir, frame):\n    return frame.rename(columns={'a': 'b'}), publish_dir\n",
     ],
 )
 def test_clean_sources_pass(source: str) -> None:
