@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow  # noqa: E402
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.entities import Metric, Param  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from experiments import tracking  # noqa: E402
@@ -69,7 +69,9 @@ def fake_runs(n: int, seed: int = 7) -> list[dict]:
         metrics |= {f"holdout_{m}": rng.random() for m in names}
         metrics["fit_seconds"] = rng.uniform(1, 100)
         folds = (
-            [{f"fold_{m}": rng.random() for m in names} for _ in range(5)] if kind == "train" else []
+            [{f"fold_{m}": rng.random() for m in names} for _ in range(5)]
+            if kind == "train"
+            else []
         )
         out.append(
             {
@@ -135,11 +137,22 @@ def median_ms(fn, repeats: int) -> float:
 def measure(uri: str, repeats: int) -> dict[str, float]:
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    exp_ids = [client.get_experiment_by_name(tracking.experiment_name(t)).experiment_id for t in TASKS]
+    exp_ids = [
+        client.get_experiment_by_name(tracking.experiment_name(t)).experiment_id for t in TASKS
+    ]
     task = "hennep"
     fp, proto = FINGERPRINTS[False], PROTOCOLS[False]
     assert tracking.choose_champion(task, fingerprint=fp, protocol=proto) is not None
+
+    def every_comparable_run() -> None:  # what choose_champion did before (commit 80bed64)
+        client.search_runs(
+            [client.get_experiment_by_name(tracking.experiment_name(task)).experiment_id],
+            filter_string=tracking.comparable_filter(fp, proto),
+            max_results=10_000,
+        )
+
     return {
+        "champion search, every comparable run (before)": median_ms(every_comparable_run, repeats),
         "choose_champion": median_ms(
             lambda: tracking.choose_champion(task, fingerprint=fp, protocol=proto), repeats
         ),
@@ -222,7 +235,9 @@ def write(args: argparse.Namespace, results: dict, per_run: dict) -> None:
         a, b = results["SQLite"][name], results["server"][name]
         lines.append(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f} |")
     a, b = 1000 * per_run["SQLite"], 1000 * per_run["server"]
-    lines.append(f"| logging one run (create, batch, version, end) | {a:.1f} | {b:.1f} | {b / a:.2f} |")
+    lines.append(
+        f"| logging one run (create, batch, version, end) | {a:.1f} | {b:.1f} | {b / a:.2f} |"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
