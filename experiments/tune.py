@@ -153,8 +153,11 @@ class Objective:
             trial.set_user_attr(k, v)
         params = suggest(trial, self.model_name)
         tags = {**self.tags, **owner, "zicht.kind": "trial", "optuna.trial": str(trial.number)}
-        mlflow.start_run(
-            run_name=f"trial-{trial.number}", parent_run_id=self.parent_run_id, tags=tags
+        mlflow.start_run(  # nested in the parent: open in this process, or named by its id
+            run_name=f"trial-{trial.number}",
+            parent_run_id=self.parent_run_id,
+            nested=mlflow.active_run() is not None,
+            tags=tags,
         )
         try:
             value = self._evaluate(trial, params, metric)
