@@ -277,7 +277,7 @@ def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
     # 2. the whole command is SIGKILLed mid-trial; running it again resumes the study
     proc = zicht(tune_args(data, team_server, storage, trials=2), cwd=tmp_path, new_session=True)
     orphan = _kill_mid_trial(storage, proc, client, group=True)
-    proc.wait(timeout=60)
+    proc.communicate(timeout=60)  # reaps it and closes its pipes
     proc = zicht(tune_args(data, team_server, storage, trials=1), cwd=tmp_path)
     _out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
