@@ -65,7 +65,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for(port: int, timeout: float = 120) -> None:
+def _wait_for(port: int, timeout: float = 600) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         with socket.socket() as s:
@@ -136,16 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_for(port)
         base = f"http://127.0.0.1:{port}/#"
+        # MLflow 3's UI opens on GenAI views unless told "model training" (the sidebar's switch)
+        ml = "workflowType=machine_learning"
         search = urllib.parse.quote(SIDE_BY_SIDE)
         with tempfile.TemporaryDirectory() as tmp:
             profile = Path(tmp) / "profile"
             shots = {
-                "mlflow_experiments.png": f"{base}/experiments",
-                "mlflow_runs.png": f"{base}/experiments/{exp.experiment_id}?searchFilter={search}",
-                "mlflow_champion_run.png": (
-                    f"{base}/experiments/{exp.experiment_id}/runs/{champion.run_id}"
+                "mlflow_experiments.png": f"{base}/experiments?{ml}",
+                "mlflow_runs.png": (
+                    f"{base}/experiments/{exp.experiment_id}/runs?{ml}&searchFilter={search}"
                 ),
-                "mlflow_model.png": f"{base}/models/zicht-{args.task}",
+                "mlflow_champion_run.png": (
+                    f"{base}/experiments/{exp.experiment_id}/runs/{champion.run_id}?{ml}"
+                ),
+                "mlflow_model.png": f"{base}/models/zicht-{args.task}?{ml}",
             }
             print("MLflow UI:")
             for name, url in shots.items():

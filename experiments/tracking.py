@@ -141,14 +141,21 @@ def connect(tracking_uri: str, task: str) -> str:
         # a new SQLite store is created (migrated) by one process at a time
         with store_creation_lock(tracking_uri):
             exp = _experiment(tracking_uri, experiment_name(task))
-        if exp.tags.get(NOTE) != experiment_description(task):
-            MlflowClient().set_experiment_tag(exp.experiment_id, NOTE, experiment_description(task))
+        for key, value in experiment_tags(task).items():
+            if exp.tags.get(key) != value:
+                MlflowClient().set_experiment_tag(exp.experiment_id, key, value)
     except Exception as exc:
         raise TrackingError(
             f"MLflow store {tracking_uri!r} cannot be used ({type(exc).__name__}: {exc}); "
             "check --tracking-uri / MLFLOW_TRACKING_URI"
         ) from exc
     return exp.experiment_id
+
+
+def experiment_tags(task: str) -> dict[str, str]:
+    """The experiment's description, and its kind for the UI: model training (its run
+    table), not GenAI (traces), which MLflow 3's UI otherwise opens on."""
+    return {NOTE: experiment_description(task), "mlflow.experimentKind": "custom_model_development"}
 
 
 def experiment_description(task: str) -> str:
@@ -203,7 +210,7 @@ def run_description(tags: Mapping[str, str], *, detail: str = "") -> str:
     t = run_tags(tags)
     task, model, kind = t.get("zicht.task", "?"), t.get("zicht.model", "?"), t.get("zicht.kind")
     lines = [
-        f"**{model}** · {kind} · {t['zicht.role']} — {t['zicht.purpose']}.",
+        f"**{model}** · {kind} — {t['zicht.purpose']}.",
         "",
         f"Task `{task}`; world {t.get('zicht.scale', '?')} (seed {t.get('zicht.seed', '–')}, "
         f"data fingerprint `{t.get('zicht.data_fingerprint', '?')[:12]}`); protocol "

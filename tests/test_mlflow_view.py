@@ -37,6 +37,7 @@ def test_descriptions_roles_and_the_champion_on_a_tiny_run(tiny_run: Any) -> Non
     for task in TASKS:
         exp = client.get_experiment_by_name(f"zicht/{task}")
         assert "How to read the runs" in exp.tags[tracking.NOTE]
+        assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
         model = client.get_registered_model(f"zicht-{task}")
         assert "alias **`champion`**" in model.description
         version = client.get_model_version_by_alias(f"zicht-{task}", "champion")
@@ -120,7 +121,7 @@ def test_run_roles_and_descriptions_follow_kind_and_model() -> None:
     assert tracking.role_for("bench", "lightgbm") == "main model"
     assert tracking.role_for("trial", "lightgbm") == "trial"
     text = tracking.run_description({"zicht.kind": "train", "zicht.model": "lightgbm"})
-    assert text.startswith("**lightgbm** · train · challenger — competes for champion")
+    assert text.startswith("**lightgbm** · train — competes for champion")
     assert "fold_*" in text
 
 
