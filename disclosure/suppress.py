@@ -67,7 +67,7 @@ class Protection:
 
 #: the fixed cost of suppressing a cell, in units of its basis's mean cell value: the value
 #: hidden dominates (as tau-ARGUS's default cost), this breaks ties towards fewer cells
-CELL_COST = 0.1
+CELL_COST = 0.5
 #: the cost of a cell is multiplied by this per level of aggregation above the finest cells
 LEVEL_WEIGHT = 2.0
 #: the weight of moving a cell that is suppressed anyway, relative to its cost: witnesses go
