@@ -67,7 +67,7 @@ class Protection:
 
 #: the fixed cost of suppressing a cell, in units of its basis's mean cell value: the value
 #: hidden dominates (as tau-ARGUS's default cost), this breaks ties towards fewer cells
-CELL_COST = 0.1
+CELL_COST = 0.5
 #: the cost of a cell is multiplied by this per level of aggregation above the finest cells
 LEVEL_WEIGHT = 2.0
 #: the weight of moving a cell that is suppressed anyway, relative to its cost: witnesses go
@@ -158,6 +158,7 @@ class _Pattern:
         self.secondary = np.zeros(len(unknown), bool)
         self.support: dict[Key, np.ndarray] = {}
         self.users: dict[int, dict[Key, float]] = {}  # cell -> key -> share of the move
+        self.avoids: dict[tuple[int, bool], set[int]] = {}  # (t, up) -> its intruder keys
 
     def _weight(self, published_cost: bool) -> np.ndarray:
         hidden = SUPPRESSED_WEIGHT * np.where(self.fixed, CELL_COST, self.cost)
@@ -195,6 +196,8 @@ class _Pattern:
         self.drop(key)
         moved, change = found
         self.support[key] = moved
+        if key[2] >= 0:
+            self.avoids.setdefault((key[0], key[1]), set()).add(key[2])
         share = np.abs(change) / self.need[(key[0], key[1])]
         for c, x in zip(moved, share, strict=True):
             self.users.setdefault(int(c), {})[key] = float(x)
@@ -204,13 +207,16 @@ class _Pattern:
         if old is not None:
             for c in old:
                 self.users[int(c)].pop(key, None)
+            if key[2] >= 0:
+                self.avoids[(key[0], key[1])].discard(key[2])
 
     def _stale(self, t: int, up: bool) -> None:
         """Drop the intruder witnesses of (t, up) whose singleton its witness no longer moves."""
+        if not self.avoids.get((t, up)):
+            return
         wanted = set(self.outsiders(t, self.support[(t, up, -1)]))
-        for key in [k for k in self.support if k[0] == t and k[1] == up and k[2] >= 0]:
-            if key[2] not in wanted:
-                self.drop(key)
+        for s in list(self.avoids[(t, up)] - wanted):
+            self.drop((t, up, s))
 
     def build(self, t: int, up: bool, hops: tuple[int | None, ...]) -> bool:
         """Protect one side of t (and against every singleton intruder its witness moves),
