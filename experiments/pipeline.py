@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from experiments.config import default_config_path
 from experiments.resources import peak_gib, reset_peak
@@ -130,11 +130,14 @@ def run_all(
     progress: Callable[[str], None] = lambda _m: None,
     say: Callable[[str], None] = print,
     world_dir: Path | None = None,
+    client: Any = None,
 ) -> StageLog:
     """Run every stage for every task; returns what ran and what was reused.
 
     Without *world_dir* the world is generated into DATA/world (scale and seed of
     *settings*); with it, the world or extract in *world_dir* is validated and used as it is.
+    With a Dask *client*, features, LightGBM's fits, SHAP and scoring run on its cluster;
+    the baselines, roll-up, disclosure control, publish and the reports stay here.
     """
     from experiments.bench import bench_models
     from experiments.config import load_config
@@ -221,7 +224,7 @@ def run_all(
                 world_dir=world_dir,
                 threshold=COPY_THRESHOLD,
             )
-        _features(world_dir, task, feats, out, access[0], config)
+        _features(world_dir, task, feats, out, access[0], config, client)
 
     for task in TASKS:
         cfg = load_config(default_config_path(task))
@@ -250,6 +253,7 @@ def run_all(
                 tracking_uri=tracking_uri,
                 n_boot=settings.n_boot,
                 world_dir=world_dir,
+                client=client,
             ),
             f"the benchmark and champion run {(champion or '')[:12]}",
             valid=champion is not None,
@@ -270,6 +274,7 @@ def run_all(
                 data_dir=data_dir,
                 tracking_uri=tracking_uri,
                 world_dir=world_dir,
+                client=client,
             ),
             f"the SHAP of champion run {champion[:12]}",
             data_dir / "explain" / f"{task}_profiles.parquet",
@@ -279,7 +284,12 @@ def run_all(
             task,
             ekey,
             partial(
-                predict, task, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir
+                predict,
+                task,
+                data_dir=data_dir,
+                tracking_uri=tracking_uri,
+                world_dir=world_dir,
+                client=client,
             ),
             f"the predictions of champion run {champion[:12]}",
             data_dir / "predictions" / f"{task}.parquet",
@@ -370,11 +380,14 @@ def _features(
     out: Path,
     access: ProtectedAccess,
     config: dict | None = None,
+    client: Any = None,
 ) -> None:
     from features.audit import AREA_COPY_THRESHOLD, COPY_THRESHOLD
+    from features.partitioned import write_partitioned
     from features.tables import world_years, write_feature_table
 
-    write_feature_table(
+    write = write_feature_table if client is None else partial(write_partitioned, client)
+    write(
         world_dir,
         out,
         task,
