@@ -396,7 +396,7 @@ def features(
         start = time.perf_counter()
         with (
             dask_client(cluster_address, zones) as client,
-            stage_progress(len(years) + 2, f"features {task}") as advance,
+            stage_progress(len(years) + 1, f"features {task}") as advance,
         ):
             write = write_feature_table if client is None else partial(write_partitioned, client)
             write(
