@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--trees", type=int, default=None, help="LightGBM trees (default: the config's)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -75,8 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     rows: list[dict] = []
 
+    out = args.out or ROOT / "benchmarks" / "results" / f"dask_{scale}.md"
+    startup = 0.0
+
     def add(stage: str, task: str, path: str, m: dict, note: str = "") -> None:
         rows.append({"stage": stage, "task": task, "path": path, **m, "note": note})
+        # written after every stage: a long run that is stopped keeps what it measured
+        out.write_text(
+            _markdown(scale, args, startup, load_start, os.getloadavg(), rows, done=False)
+        )
         w = "" if m["workers_gib"] is None else f", workers {m['workers_gib']:.2f} GiB"
         print(f"{stage} {task} {path}: {m['seconds']:.1f} s, client {m['client_gib']:.2f} GiB{w}")
 
@@ -90,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         startup = time.perf_counter() - t0
         for task in args.tasks:
             cfg = load_config(default_config_path(task))
+            if args.trees is not None:
+                params = {**cfg.params, "lightgbm": {**cfg.model_params("lightgbm")}}
+                params["lightgbm"]["n_estimators"] = args.trees
+                cfg = cfg.model_copy(update={"params": params})
             feats = list(cfg.features)
             one = data / "features" / f"{task}.parquet"
             many = data / "bench_cluster" / f"{task}.parquet"
@@ -120,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             e2, m = measure(lambda: explain_table(client, task, **kw), client)  # noqa: B023
             add("explain", task, "cluster", m, f"{e2.profile_rows:,} units")  # type: ignore[attr-defined]
 
-    out = args.out or ROOT / "benchmarks" / "results" / f"dask_{scale}.md"
-    out.write_text(_markdown(scale, args.workers, startup, load_start, os.getloadavg(), rows))
+    out.write_text(_markdown(scale, args, startup, load_start, os.getloadavg(), rows, done=True))
     print(f"written to {out}")
     return 0
 
@@ -133,16 +146,28 @@ def _metric(result: object) -> str:
 
 
 def _markdown(
-    scale: str, workers: int, startup: float, load0: tuple, load1: tuple, rows: list[dict]
+    scale: str,
+    args: argparse.Namespace,
+    startup: float,
+    load0: tuple,
+    load1: tuple,
+    rows: list[dict],
+    *,
+    done: bool,
 ) -> str:
+    trees = "the configs' trees" if args.trees is None else f"{args.trees} trees"
     lines = [
         f"# Dask LocalCluster against one process, `{scale}` world",
         "",
-        f"`benchmarks/dask_stages.py`: LocalCluster of {workers} worker processes with one "
+        f"`benchmarks/dask_stages.py{'' if args.trees is None else f' --trees {args.trees}'}`: "
+        f"LightGBM with {trees}; a LocalCluster of {args.workers} worker processes with one "
         f"thread each (started in {startup:.1f} s) on a machine with {os.cpu_count()} cores. "
         f"Load average (1, 5, 15 min) at the start {load0[0]:.1f}, {load0[1]:.1f}, "
         f"{load0[2]:.1f} and at the end {load1[0]:.1f}, {load1[1]:.1f}, {load1[2]:.1f}: "
-        "other jobs shared the cores, so the times are upper bounds and their ratios rough.",
+        "other jobs shared the cores, so the times are upper bounds and their ratios rough. "
+        "The client's peak includes the scheduler (a LocalCluster runs it in the client).",
+        "",
+        "" if done else "**Partial: the run was still going when this was written.**",
         "",
         "| stage | task | path | seconds | client peak GiB | workers' peak GiB (sum) | note |",
         "|---|---|---|---:|---:|---:|---|",

@@ -10,10 +10,10 @@ down-sampling: every training row is used.
 **Not the single-machine trees.** ``lightgbm.dask`` trains data-parallel
 (``tree_learner="data"``): every worker finds bin boundaries for its share of the features
 on its own rows and the histograms are summed over the network, so the trees differ from
-one process's. The result is deterministic for the same cluster shape (the row groups are
-placed on the workers round-robin, in a fixed order) but not equal to the single-machine
-model; ``tests/test_distributed.py`` bounds the difference of the metrics on the tiny world
-and ``docs/distributed.md`` states it.
+one process's. Each worker gets its row groups as one chunk in a fixed order; which worker
+becomes which rank is chosen by ``lightgbm.dask`` (through a set of task keys), so two fits
+may differ slightly too. ``tests/test_distributed.py`` bounds the difference of the metrics
+on the tiny world and ``docs/distributed.md`` states it.
 """
 
 from __future__ import annotations
