@@ -12,8 +12,10 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +170,36 @@ def stage_progress(total: int, title: str) -> Any:
     return stage_line(total, title, console=err_console)
 
 
+def cluster_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--cluster ADDRESS`` (default ``$DASK_SCHEDULER_ADDRESS``): the heavy stages on Dask."""
+    return click.option(
+        "--cluster",
+        "cluster_address",
+        envvar="DASK_SCHEDULER_ADDRESS",
+        default=None,
+        metavar="ADDRESS",
+        help="Run the heavy stages on the Dask cluster whose scheduler is at ADDRESS "
+        "(tcp://host:8786; `local` or `local:N` starts N worker processes here) "
+        "[default: $DASK_SCHEDULER_ADDRESS; unset: this machine only]. See docs/distributed.md.",
+    )(func)
+
+
+@contextmanager
+def dask_client(address: str | None, zones: Zones, *extra: Path) -> Iterator[Any]:
+    """A Dask client for *address* whose workers reach DATA (and *extra*); None without one.
+    A cluster that cannot be used is bad input (exit 2)."""
+    if address is None:
+        yield None
+        return
+    from experiments.distributed import ClusterError, cluster
+
+    try:
+        with cluster(address, reachable=[zones.data_dir, *extra]) as client:
+            yield client
+    except ClusterError as exc:
+        raise BadInput(str(exc)) from None
+
+
 HELP = """Zicht: area risk scores against organised crime ("ondermijning"), from linked
 microdata, with strict output control. Everything runs on a seeded synthetic world of
 CBS-like tables, or on real extracts that meet the same schemas.
@@ -185,7 +217,7 @@ Zones: ./data is the secure zone (microdata; analysts only), ./review the review
 """
 
 
-def explain_new_champion(task: str, zones: Zones) -> None:
+def explain_new_champion(task: str, zones: Zones, client: Any = None) -> None:
     """SHAP for the champion of *task* when it has none yet (explain runs when a champion is
     set); a failure here is reported, not fatal: the training run itself succeeded."""
     from experiments.explain import explain_run
@@ -201,6 +233,7 @@ def explain_new_champion(task: str, zones: Zones) -> None:
                 data_dir=zones.data_dir,
                 tracking_uri=zones.tracking_uri,
                 progress=advance,
+                client=client,
             )
     except PredictError as exc:
         err_console.print(f"champion of {task} not explained: {exc}")
@@ -328,9 +361,12 @@ def task_config(task: str, config_path: Path | None) -> Any:
     default=None,
     help="Experiment YAML [default: experiments/configs/TASK.yaml].",
 )
+@cluster_option
 @common_options
 @zone_rules(data=True)
-def features(task: str, config_path: Path | None, zones: Zones) -> None:
+def features(
+    task: str, config_path: Path | None, cluster_address: str | None, zones: Zones
+) -> None:
     """Build point-in-time features for every reference year of TASK.
 
     Features for reference year t use data up to the end of t - 1 only. The protected-
@@ -340,6 +376,7 @@ def features(task: str, config_path: Path | None, zones: Zones) -> None:
     from experiments.config import ConfigError
     from features.audit import AREA_COPY_THRESHOLD, COPY_THRESHOLD, ProtectedAccess
     from features.guard import ProtectedAttributeError, UnknownFeatureError, check_stray_copies
+    from features.partitioned import write_partitioned
     from features.tables import world_years, write_feature_table
     from features.world import WorldFileError
 
@@ -360,8 +397,12 @@ def features(task: str, config_path: Path | None, zones: Zones) -> None:
         years = world_years(world_dir).reference_years(task)
         out = zones.data_dir / "features" / f"{task}.parquet"
         start = time.perf_counter()
-        with stage_progress(len(years) + 1, f"features {task}") as advance:
-            write_feature_table(
+        with (
+            dask_client(cluster_address, zones) as client,
+            stage_progress(len(years) + 1, f"features {task}") as advance,
+        ):
+            write = write_feature_table if client is None else partial(write_partitioned, client)
+            write(
                 world_dir,
                 out,
                 task,
@@ -406,9 +447,17 @@ def features(task: str, config_path: Path | None, zones: Zones) -> None:
     show_default=True,
     help="Gemeente-grouped folds over the training years.",
 )
+@cluster_option
 @common_options
 @zone_rules(data=True)
-def train(task: str, model_name: str, config_path: Path | None, folds: int, zones: Zones) -> None:
+def train(
+    task: str,
+    model_name: str,
+    config_path: Path | None,
+    folds: int,
+    cluster_address: str | None,
+    zones: Zones,
+) -> None:
     """Train MODEL on TASK and log one MLflow run to experiment zicht/TASK.
 
     Evaluation: K folds grouped by gemeente over the training years, and a temporal hold-out
@@ -421,9 +470,17 @@ def train(task: str, model_name: str, config_path: Path | None, folds: int, zone
     from experiments.train import train as run_training
     from features.guard import ProtectedAttributeError, UnknownFeatureError
 
+    if cluster_address is not None and model_name != "lightgbm":
+        # lightgbm.dask is the only distributed fit; the baselines fit here, as they do in
+        # `zicht run --cluster`
+        err_console.print(f"note: --model {model_name} fits on this machine; --cluster is not used")
+        cluster_address = None
     try:
         cfg = task_config(task, config_path)
-        with stage_progress(3, f"train {task} {model_name}") as advance:
+        with (
+            dask_client(cluster_address, zones) as client,
+            stage_progress(3, f"train {task} {model_name}") as advance,
+        ):
             result = run_training(
                 cfg,
                 model_name=model_name,
@@ -432,6 +489,7 @@ def train(task: str, model_name: str, config_path: Path | None, folds: int, zone
                 n_folds=folds,
                 progress=advance,
                 detail=advance.detail,
+                client=client,
             )
     except (
         ConfigError,
@@ -451,14 +509,16 @@ def train(task: str, model_name: str, config_path: Path | None, folds: int, zone
     }
     click.echo(f"run {result.run_id} ({task}, {model_name}): {shown}")
     click.echo(f"champion: run {result.champion_run_id}")
-    explain_new_champion(task, zones)
+    with dask_client(cluster_address, zones) as client:
+        explain_new_champion(task, zones, client)
 
 
 @cli.command(short_help="Champion predictions for the publication year (secure zone).")
 @click.argument("task", type=TASK_CHOICE)
+@cluster_option
 @common_options
 @zone_rules(data=True, store=True)
-def predict(task: str, zones: Zones) -> None:
+def predict(task: str, cluster_address: str | None, zones: Zones) -> None:
     """Score the publication year (the last year with complete labels) with the champion of
     TASK, which was fitted on earlier years only, into DATA/predictions/TASK.parquet.
     Refuses (exit 2) a champion trained on another world.
@@ -468,7 +528,10 @@ def predict(task: str, zones: Zones) -> None:
     from experiments.tracking import TrackingError
 
     try:
-        out = run_predict(task, data_dir=zones.data_dir, tracking_uri=zones.tracking_uri)
+        with dask_client(cluster_address, zones) as client:
+            out = run_predict(
+                task, data_dir=zones.data_dir, tracking_uri=zones.tracking_uri, client=client
+            )
     except (PredictError, TrackingError) as exc:
         raise BadInput(str(exc)) from None
     import pyarrow.parquet as pq
@@ -500,6 +563,7 @@ def predict(task: str, zones: Zones) -> None:
     show_default=True,
     help="Most units explained for the profiles; beyond it, the largest per-buurt cap that fits.",
 )
+@cluster_option
 @common_options
 @zone_rules(data=True, store=True)
 def explain(
@@ -508,6 +572,7 @@ def explain(
     sample: int,
     max_per_area: int | None,
     profile_budget: int,
+    cluster_address: str | None,
     zones: Zones,
 ) -> None:
     """SHAP on the raw model output (log-odds for classifiers) for RUN (default: the champion
@@ -523,7 +588,10 @@ def explain(
         global_sample=sample, max_per_area=max_per_area, profile_budget=profile_budget
     )
     try:
-        with stage_progress(3, f"explain {task}") as advance:
+        with (
+            dask_client(cluster_address, zones) as client,
+            stage_progress(3, f"explain {task}") as advance,
+        ):
             result = explain_run(
                 task,
                 data_dir=zones.data_dir,
@@ -531,6 +599,7 @@ def explain(
                 run_id=run_id,
                 settings=settings,
                 progress=advance,
+                client=client,
             )
     except (PredictError, TrackingError) as exc:
         raise BadInput(str(exc)) from None
@@ -1059,7 +1128,9 @@ def bench_scale_cmd(
     click.echo(f"written to {out / f'scale_{scale}.md'}")
 
 
-def _pipeline(settings: Any, zones: Zones, world_dir: Path | None = None) -> Any:
+def _pipeline(
+    settings: Any, zones: Zones, world_dir: Path | None = None, cluster_address: str | None = None
+) -> Any:
     """``zicht run``'s stages (experiments.pipeline.run_all) with its errors as exit codes."""
     from disclosure.publish import PublishRefused, PublishWriteError
     from disclosure.settings import DisclosureInputError
@@ -1079,7 +1150,11 @@ def _pipeline(settings: Any, zones: Zones, world_dir: Path | None = None) -> Any
             if world_dir is None
             else f"zicht run on {world_dir}"
         )
-        with stage_progress(3 + 4 * len(TASKS), title) as advance:
+        extra = [world_dir] if world_dir is not None else []
+        with (
+            dask_client(cluster_address, zones, *extra) as client,
+            stage_progress(3 + 4 * len(TASKS), title) as advance,
+        ):
             log = run_all(
                 settings,
                 data_dir=zones.data_dir,
@@ -1090,6 +1165,7 @@ def _pipeline(settings: Any, zones: Zones, world_dir: Path | None = None) -> Any
                 detail=advance.detail,
                 say=click.echo,
                 world_dir=world_dir,
+                client=client,
             )
     except (
         PredictError,
@@ -1136,10 +1212,17 @@ def _pipeline(settings: Any, zones: Zones, world_dir: Path | None = None) -> Any
     help="Run on the world or real extract in this directory instead of generating one "
     "(validated first; --scale and --seed are then not used).",
 )
+@cluster_option
 @common_options
 @zone_rules(data=True, publish=True, creates=True, generates=True)
 def run_cmd(
-    scale: str, seed: int, model_list: str, fresh: bool, world_dir: Path | None, zones: Zones
+    scale: str,
+    seed: int,
+    model_list: str,
+    fresh: bool,
+    world_dir: Path | None,
+    cluster_address: str | None,
+    zones: Zones,
 ) -> None:
     """Generate the world, build the features, benchmark LightGBM against the baselines
     (its run becomes the champion), explain the champion with SHAP, predict the publication
@@ -1147,6 +1230,7 @@ def run_cmd(
     tasks. Reuses every stage whose inputs are unchanged, and says so.
 
     With --world-dir PATH: every stage but generate, on the world or extract in PATH.
+    With --cluster ADDRESS: features, LightGBM, SHAP and scoring on that Dask cluster.
     """
     models = tuple(m.strip() for m in model_list.split(",") if m.strip())
     if "lightgbm" not in models or set(models) - {"lightgbm", "tree", "logistic", "histgb"}:
@@ -1158,7 +1242,10 @@ def run_cmd(
 
     start = time.perf_counter()
     log = _pipeline(
-        RunSettings(scale=scale, seed=seed, models=models, fresh=fresh), zones, world_dir
+        RunSettings(scale=scale, seed=seed, models=models, fresh=fresh),
+        zones,
+        world_dir,
+        cluster_address,
     )
     ran = [r for r in log.rows if r["action"] == "ran"]
     click.echo(log.markdown())

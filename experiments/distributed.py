@@ -88,7 +88,7 @@ def cluster(address: str | None, *, reachable: Sequence[Path] = ()) -> Iterator[
             n_workers=int(n) if n else os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: 8787 may be taken
         )
         client = Client(local)
     else:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from experiments.config import default_config_path
 from experiments.resources import peak_gib, reset_peak
@@ -131,6 +131,7 @@ def run_all(
     say: Callable[[str], None] = print,
     world_dir: Path | None = None,
     detail: Callable[[str], None] = lambda _m: None,
+    client: Any = None,
 ) -> StageLog:
     """Run every stage for every task; returns what ran and what was reused.
 
@@ -138,6 +139,8 @@ def run_all(
     *settings*); with it, the world or extract in *world_dir* is validated and used as it is.
     *progress* is called as each stage starts (``"bench hennep (next: explain hennep)"``),
     *detail* with what runs inside a long stage (a model, a fold, a SHAP step).
+    With a Dask *client*, features, LightGBM's fits, SHAP and scoring run on its cluster;
+    the baselines, roll-up, disclosure control, publish and the reports stay here.
     """
     from experiments.bench import bench_models
     from experiments.config import load_config
@@ -225,7 +228,7 @@ def run_all(
                 world_dir=world_dir,
                 threshold=COPY_THRESHOLD,
             )
-        _features(world_dir, task, feats, out, access[0], config)
+        _features(world_dir, task, feats, out, access[0], config, client)
 
     for task in TASKS:
         cfg = load_config(default_config_path(task))
@@ -256,6 +259,7 @@ def run_all(
                 world_dir=world_dir,
                 progress=detail,
                 detail=detail,
+                client=client,
             ),
             f"the benchmark and champion run {(champion or '')[:12]}",
             valid=champion is not None,
@@ -277,6 +281,7 @@ def run_all(
                 tracking_uri=tracking_uri,
                 world_dir=world_dir,
                 progress=detail,
+                client=client,
             ),
             f"the SHAP of champion run {champion[:12]}",
             data_dir / "explain" / f"{task}_profiles.parquet",
@@ -286,7 +291,12 @@ def run_all(
             task,
             ekey,
             partial(
-                predict, task, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir
+                predict,
+                task,
+                data_dir=data_dir,
+                tracking_uri=tracking_uri,
+                world_dir=world_dir,
+                client=client,
             ),
             f"the predictions of champion run {champion[:12]}",
             data_dir / "predictions" / f"{task}.parquet",
@@ -395,11 +405,14 @@ def _features(
     out: Path,
     access: ProtectedAccess,
     config: dict | None = None,
+    client: Any = None,
 ) -> None:
     from features.audit import AREA_COPY_THRESHOLD, COPY_THRESHOLD
+    from features.partitioned import write_partitioned
     from features.tables import world_years, write_feature_table
 
-    write_feature_table(
+    write = write_feature_table if client is None else partial(write_partitioned, client)
+    write(
         world_dir,
         out,
         task,

@@ -40,7 +40,6 @@ TRUTH_DIR = "truth"
 MANIFEST = "manifest.json"
 
 
-
 class WorldExistsError(FileExistsError):
     """The target already holds a world and ``overwrite`` was not given."""
 

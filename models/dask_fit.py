@@ -10,10 +10,10 @@ down-sampling: every training row is used.
 **Not the single-machine trees.** ``lightgbm.dask`` trains data-parallel
 (``tree_learner="data"``): every worker finds bin boundaries for its share of the features
 on its own rows and the histograms are summed over the network, so the trees differ from
-one process's. The result is deterministic for the same cluster shape (the row groups are
-placed on the workers round-robin, in a fixed order) but not equal to the single-machine
-model; ``tests/test_distributed.py`` bounds the difference of the metrics on the tiny world
-and ``docs/distributed.md`` states it.
+one process's. Each worker gets its row groups as one chunk in a fixed order; which worker
+becomes which rank is chosen by ``lightgbm.dask`` (through a set of task keys), so two fits
+may differ slightly too. ``tests/test_distributed.py`` bounds the difference of the metrics
+on the tiny world and ``docs/distributed.md`` states it.
 """
 
 from __future__ import annotations
@@ -73,10 +73,11 @@ def _counts(part: tuple[np.ndarray, np.ndarray, np.ndarray], n_folds: int) -> np
     return np.bincount(part[2], minlength=n_folds)
 
 
-def _select(part: tuple[np.ndarray, np.ndarray, np.ndarray], k: int, what: int) -> np.ndarray:
-    """Rows of *part* outside fold *k* (k = -1: every row); *what*: 0 = X, 1 = y."""
-    arr = part[what]
-    return arr if k < 0 else arr[part[2] != k]
+def _select(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], k: int, what: int
+) -> np.ndarray:
+    """Rows of *parts* (in order) outside fold *k* (k = -1: every row); *what*: 0 = X, 1 = y."""
+    return np.concatenate([part[what] if k < 0 else part[what][part[2] != k] for part in parts])
 
 
 @dataclass
@@ -141,14 +142,17 @@ class DaskFit:
         y_dtype = np.dtype(np.int8 if self.task.kind == "binary" else np.float32)
 
         def fit(k: int) -> BaseEstimator:
+            # one chunk per worker (its row groups in order), so that LightGBM's data-parallel
+            # ranks see the same rows in the same order on every run
             X_parts, y_parts = [], []
-            for i, part in enumerate(parts):
-                n = int(counts[i].sum() - (counts[i, k] if k >= 0 else 0))
+            for w, worker in enumerate(workers):
+                mine = list(range(w, n_groups, len(workers)))
+                n = int(sum(counts[i].sum() - (counts[i, k] if k >= 0 else 0) for i in mine))
                 if n == 0:
                     continue
-                where = {"workers": [workers[i % len(workers)]], "allow_other_workers": False}
-                x = client.submit(_select, part, k, 0, **where)
-                y = client.submit(_select, part, k, 1, **where)
+                where = {"workers": [worker], "allow_other_workers": False, "pure": False}
+                x = client.submit(_select, [parts[i] for i in mine], k, 0, **where)
+                y = client.submit(_select, [parts[i] for i in mine], k, 1, **where)
                 X_parts.append(da.from_delayed(x, shape=(n, p), dtype=np.float32))
                 y_parts.append(da.from_delayed(y, shape=(n,), dtype=y_dtype))
             model = dask_estimator(est, client)
