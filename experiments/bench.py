@@ -21,7 +21,8 @@ import pandas as pd
 
 from experiments import tracking
 from experiments.config import default_config_path, load_config
-from experiments.train import finite, log_evaluation, prepare
+from experiments.plan import RowCaps
+from experiments.train import finite, fit_params, log_evaluation, prepare
 from models.bootstrap import interval, paired_bootstrap
 from models.tasks import get_task
 
@@ -44,11 +45,19 @@ def bench_models(
     n_jobs: int = 2,
     progress: Callable[[str], None] = lambda _m: None,
     world_dir: Path | None = None,
+    caps: RowCaps | None = None,
+    n_folds: int = 5,
 ) -> pd.DataFrame:
-    """Run the benchmark of *task_name*; returns the leaderboard (also logged)."""
+    """Run the benchmark of *task_name*; returns the leaderboard (also logged).
+
+    *caps* bound the rows each model's fits see (default: the standalone caps of
+    ``experiments.train``); ``zicht run`` passes its plan's (experiments/plan.py).
+    """
     task = get_task(task_name)
     cfg = load_config(default_config_path(task_name))
-    prep = prepare(cfg, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir)
+    prep = prepare(
+        cfg, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir, n_folds=n_folds
+    )
     frame, oracle = prep.frame, prep.oracle
     metric = tracking.PRIMARY[task_name]
     tags = prep.tags(",".join(models), "bench")
@@ -56,10 +65,11 @@ def bench_models(
     with tracking.run(task_name, run_name=f"bench-{task_name}", tags=tags):
         for name in models:
             progress(f"{task_name}: {name}")
-            ev = prep.evaluate(name, n_jobs=n_jobs)
+            ev = prep.evaluate(name, n_jobs=n_jobs, caps=caps)
             results[name] = ev
             with mlflow.start_run(run_name=f"bench-{name}", nested=True):
                 mlflow.set_tags({**tags, "zicht.model": name})
+                mlflow.log_params({"n_folds": prep.protocol.n_folds, **fit_params(ev)})
                 mlflow.log_metrics(finite(ev.metrics))
             if name == MAIN:  # the main model competes for champion as a full train run
                 with mlflow.start_run(run_name=f"{name}-train", nested=True):
