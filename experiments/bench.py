@@ -23,7 +23,8 @@ import pandas as pd
 
 from experiments import tracking
 from experiments.config import default_config_path, load_config
-from experiments.train import Prepared, finite, log_evaluation, log_metrics, prepare
+from experiments.plan import RowCaps
+from experiments.train import Prepared, finite, fit_params, log_evaluation, log_metrics, prepare
 from models.bootstrap import interval, paired_bootstrap
 from models.evaluation import Evaluation
 from models.tasks import get_task
@@ -49,15 +50,26 @@ def bench_models(
     world_dir: Path | None = None,
     client: Any = None,
     detail: Callable[[str], None] | None = None,
+    caps: RowCaps | None = None,
+    n_folds: int = 5,
 ) -> pd.DataFrame:
     """Run the benchmark of *task_name*; returns the leaderboard (also logged). With a
     Dask *client*, LightGBM fits on the cluster; the baselines fit here. *progress* hears
-    each model as it starts, *detail* (default: *progress*) each fit inside it."""
+    each model as it starts, *detail* (default: *progress*) each fit inside it.
+
+    *caps* bound the rows each model's fits see (default: the standalone caps of
+    ``experiments.train``); ``zicht run`` passes its plan's (experiments/plan.py).
+    """
     detail = detail or progress
     task = get_task(task_name)
     cfg = load_config(default_config_path(task_name))
     prep = prepare(
-        cfg, data_dir=data_dir, tracking_uri=tracking_uri, world_dir=world_dir, client=client
+        cfg,
+        data_dir=data_dir,
+        tracking_uri=tracking_uri,
+        world_dir=world_dir,
+        client=client,
+        n_folds=n_folds,
     )
     frame, oracle = prep.frame, prep.oracle
     metric = tracking.PRIMARY[task_name]
@@ -68,7 +80,7 @@ def bench_models(
             after = models[i + 1] if i + 1 < len(models) else "paired bootstrap"
             progress(f"{task_name}: {name} (next: {after})")
             results[name] = _bench_one(
-                prep, name, tags, n_jobs, lambda m, name=name: detail(f"{name}: {m}")
+                prep, name, tags, n_jobs, lambda m, name=name: detail(f"{name}: {m}"), caps
             )
         any_ev = next(iter(results.values()))
         mask = any_ev.extra["train_mask"]
@@ -160,8 +172,10 @@ def _bench_one(
     tags: dict[str, str],
     n_jobs: int,
     progress: Callable[[str], None] | None = None,
+    caps: RowCaps | None = None,
 ) -> Evaluation:
-    """Evaluate one model inside its own nested run, opened before the work.
+    """Evaluate one model (its fits within *caps*) inside its own nested run, opened before
+    the work.
 
     The main model's evaluation runs inside its ``train`` run (model, plots, per-fold
     steps; it competes for champion); its leaderboard row is then recorded as a
@@ -175,7 +189,8 @@ def _bench_one(
             detail=f"Baseline {name} on the same folds as {MAIN}; its metrics are the "
             "leaderboard's row (the leaderboard itself is on the parent run).",
         ):
-            ev = prep.evaluate(name, n_jobs=n_jobs, progress=progress)
+            ev = prep.evaluate(name, n_jobs=n_jobs, progress=progress, caps=caps)
+            mlflow.log_params({"n_folds": prep.protocol.n_folds, **fit_params(ev)})
             log_metrics(ev)
         return ev
     start = _now_ms()
@@ -185,7 +200,7 @@ def _bench_one(
         detail=f"Logged by `zicht bench models`: the benchmark's {name} evaluation, with the "
         "model, calibration and plots; it competes for champion like a `zicht train` run.",
     ) as train_run:
-        ev = prep.evaluate(name, n_jobs=n_jobs, progress=progress)
+        ev = prep.evaluate(name, n_jobs=n_jobs, progress=progress, caps=caps)
         end = _now_ms()
         log_evaluation(prep, ev, name)
     tracking.record_child(

@@ -1081,9 +1081,9 @@ def bench_shap_cmd(
 @click.option(
     "--models",
     "model_list",
-    default="lightgbm,tree,logistic,histgb",
-    show_default=True,
-    help="Models of the benchmark stage.",
+    default=None,
+    help="Models of the benchmark stage, lightgbm among them (default: the plan's, "
+    "experiments/plan.py).",
 )
 @click.option(
     "--reuse", is_flag=True, help="Keep stages whose stamps match (default: rerun every stage)."
@@ -1098,15 +1098,16 @@ def bench_shap_cmd(
 @common_options
 @zone_rules(data=True, publish=True, creates=True, generates=True)
 def bench_scale_cmd(
-    scale: str, seed: int, model_list: str, reuse: bool, out: Path, zones: Zones
+    scale: str, seed: int, model_list: str | None, reuse: bool, out: Path, zones: Zones
 ) -> None:
-    """``zicht run`` at *scale* with every stage measured: wall time and peak resident memory
-    per stage (generate, features, bench, explain, predict per task; publish; report), as
-    ratios to the budget (90 minutes, 16 GiB on a 2-core, 24 GiB machine).
+    """``zicht run`` at *scale* with every stage measured: wall time, peak resident memory and
+    CPU time per stage (generate, features, bench, explain, predict per task; publish;
+    report), as ratios to the budget (90 minutes, 16 GiB on a 2-core, 24 GiB machine).
     """
     from experiments.pipeline import RunSettings
+    from experiments.plan import plan_for
 
-    models = tuple(m.strip() for m in model_list.split(",") if m.strip())
+    models = _run_models(model_list) or plan_for(scale).models
     start = time.perf_counter()
     log = _pipeline(RunSettings(scale=scale, seed=seed, models=models, fresh=not reuse), zones)
     total = time.perf_counter() - start
@@ -1126,6 +1127,19 @@ def bench_scale_cmd(
     (out / f"scale_{scale}.md").write_text(md)
     click.echo(md)
     click.echo(f"written to {out / f'scale_{scale}.md'}")
+
+
+def _run_models(model_list: str | None) -> tuple[str, ...] | None:
+    """``--models`` of ``zicht run`` and ``bench scale``: None (the plan's) or a checked list."""
+    if model_list is None:
+        return None
+    models = tuple(m.strip() for m in model_list.split(",") if m.strip())
+    if "lightgbm" not in models or set(models) - {"lightgbm", "tree", "logistic", "histgb"}:
+        raise BadInput(
+            f"--models {model_list!r}: list models of lightgbm, tree, logistic, histgb, "
+            "including lightgbm"
+        )
+    return models
 
 
 def _pipeline(
@@ -1200,9 +1214,9 @@ def _pipeline(
 @click.option(
     "--models",
     "model_list",
-    default="lightgbm,tree,logistic,histgb",
-    show_default=True,
-    help="Models of the benchmark (LightGBM must be one: it becomes the champion).",
+    default=None,
+    help="Models of the benchmark stage (LightGBM must be one: it becomes the champion; "
+    "default: the plan of the scale, experiments/plan.py, printed at the start).",
 )
 @click.option("--fresh", is_flag=True, help="Rerun every stage (e.g. after editing the code).")
 @click.option(
@@ -1218,26 +1232,22 @@ def _pipeline(
 def run_cmd(
     scale: str,
     seed: int,
-    model_list: str,
+    model_list: str | None,
     fresh: bool,
     world_dir: Path | None,
     cluster_address: str | None,
     zones: Zones,
 ) -> None:
-    """Generate the world, build the features, benchmark LightGBM against the baselines
-    (its run becomes the champion), explain the champion with SHAP, predict the publication
-    year, publish through disclosure control and write the reviewer reports, for all three
-    tasks. Reuses every stage whose inputs are unchanged, and says so.
+    """Generate the world, build the features, benchmark LightGBM against the baselines of
+    the scale's plan (experiments/plan.py, printed first; its run becomes the champion),
+    explain the champion with SHAP, predict the publication year, publish through disclosure
+    control and write the reviewer reports, for all three tasks. Reuses every stage whose
+    inputs are unchanged, and says so.
 
     With --world-dir PATH: every stage but generate, on the world or extract in PATH.
     With --cluster ADDRESS: features, LightGBM, SHAP and scoring on that Dask cluster.
     """
-    models = tuple(m.strip() for m in model_list.split(",") if m.strip())
-    if "lightgbm" not in models or set(models) - {"lightgbm", "tree", "logistic", "histgb"}:
-        raise BadInput(
-            f"--models {model_list!r}: list models of lightgbm, tree, logistic, histgb, "
-            "including lightgbm"
-        )
+    models = _run_models(model_list)
     from experiments.pipeline import RunSettings
 
     start = time.perf_counter()

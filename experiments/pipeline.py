@@ -1,7 +1,8 @@
 """``zicht run``: everything, for all three tasks, reusing what is already there and valid.
 
 Stages: generate (or, with ``world_dir``, validate an existing world or real extract) →
-features → bench (LightGBM and the baselines; the main model's run
+features → bench (LightGBM and the baselines of the scale's plan, ``experiments/plan.py``,
+printed first: which models, how many folds, how many rows each fit sees; the main model's run
 competes for champion) → explain the champion → predict → publish → report.
 
 **Reuse.** Each stage writes a stamp (``DATA/stamps/<stage>.json``) with the key of its
@@ -29,13 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiments.config import default_config_path
-from experiments.resources import peak_gib, reset_peak
+from experiments.plan import ScalePlan, plan_for, plan_markdown
+from experiments.resources import cpu_seconds, peak_gib, reset_peak
 
 if TYPE_CHECKING:
     from features.audit import ProtectedAccess
 
 TASKS = ("hennep", "jonge_aanwas", "branch_turnover")
-BENCH_MODELS = ("lightgbm", "tree", "logistic", "histgb")
 
 
 class ExtractInvalid(ValueError):
@@ -57,6 +58,7 @@ class StageLog:
         seconds: float,
         detail: str = "",
         peak_gib: float | None = None,
+        cpu_seconds: float | None = None,
     ) -> None:
         self.rows.append(
             {
@@ -65,17 +67,24 @@ class StageLog:
                 "action": action,
                 "seconds": round(seconds, 1),
                 "peak_gib": None if peak_gib is None else round(peak_gib, 2),
+                "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 1),
                 "detail": detail,
             }
         )
 
     def markdown(self) -> str:
-        """The stage table: wall time and peak resident memory of every stage."""
-        lines = ["| stage | task | action | seconds | peak GiB |", "|---|---|---|---:|---:|"]
+        """The stage table: wall time, peak resident memory and CPU time of every stage
+        (CPU seconds of all threads: on a shared machine they say what wall time cannot)."""
+        lines = [
+            "| stage | task | action | seconds | peak GiB | CPU s |",
+            "|---|---|---|---:|---:|---:|",
+        ]
         for r in self.rows:
             peak = "–" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
+            cpu = "–" if r.get("cpu_seconds") is None else f"{r['cpu_seconds']}"
             lines.append(
-                f"| {r['stage']} | {r['task'] or 'all'} | {r['action']} | {r['seconds']} | {peak} |"
+                f"| {r['stage']} | {r['task'] or 'all'} | {r['action']} | {r['seconds']} | "
+                f"{peak} | {cpu} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -115,9 +124,22 @@ class Stamps:
 class RunSettings:
     scale: str = "region"
     seed: int = 7
-    models: tuple[str, ...] = BENCH_MODELS
+    models: tuple[str, ...] | None = None  # None: the plan's (experiments/plan.py)
     n_boot: int = 200
     fresh: bool = False  # rerun every stage, reusing nothing
+
+
+def announce_plan(
+    plan: ScalePlan, models: tuple[str, ...] | None, say: Callable[[str], None]
+) -> None:
+    """Print the main job's plan for this scale (experiments/plan.py) before anything runs;
+    *models* from ``--models`` replace the plan's (None: the plan's)."""
+    row = [line for line in plan_markdown().splitlines() if line.startswith(f"| {plan.scale} |")]
+    say(f"plan for {plan.scale} (experiments/plan.py; the full leaderboard: zicht bench models):")
+    for line in [*plan_markdown().splitlines()[:2], *row]:
+        say(f"  {line}")
+    if models is not None and models != plan.models:
+        say(f"  models from --models: {', '.join(models)}")
 
 
 def run_all(
@@ -161,7 +183,7 @@ def run_all(
     code = code_version()
     given = world_dir is not None
     world_dir = Path(world_dir) if world_dir is not None else data_dir / "world"
-    plan = stage_plan(validate=given)
+    stages = stage_plan(validate=given)  # for the progress line's "next: ..."
 
     def stage(
         name: str,
@@ -174,23 +196,27 @@ def run_all(
     ) -> None:
         """Run *name* unless *valid* and its stamp matches *key* (None: no stamp, *valid*
         alone decides) and its outputs exist; log which."""
-        progress(f"{name} {task}".strip() + f" (next: {next_stage(plan, name, task)})")
+        progress(f"{name} {task}".strip() + f" (next: {next_stage(stages, name, task)})")
         stamp = "-".join(filter(None, (name, task)))
         if valid and (key is None or stamps.fresh(stamp, key, *outputs)):
             say(f"  {' '.join(filter(None, (name, task)))}: reusing {why}")
             log.add(name, task, "reused", 0.0, why)
             return
         reset_peak()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         run()
-        log.add(name, task, "ran", time.perf_counter() - t0, "", peak_gib())
+        log.add(name, task, "ran", time.perf_counter() - t0, "", peak_gib(), cpu_seconds() - c0)
         if key is not None:
             stamps.done(stamp, key)
 
     if given:
         # 1. an existing world or extract: validated first, never written to
-        fingerprint = _validate_stage(world_dir, stage, say)
+        fingerprint, plan = _validate_stage(
+            world_dir, stage, say, announce=lambda p: announce_plan(p, settings.models, say)
+        )
     else:
+        plan = plan_for(settings.scale)
+        announce_plan(plan, settings.models, say)
         # 1. the world: its own key is the manifest (a new world invalidates every stamp).
         # Files the generator did not write (an extract) are never replaced:
         # ForeignWorldError, exit 2.
@@ -245,14 +271,21 @@ def run_all(
         )
 
         champion = _champion_id(task, tracking_uri)
+        models = settings.models or plan.models
         stage(
             "bench",
             task,
-            Stamps.key(key=key, models=settings.models, n_boot=settings.n_boot),
+            Stamps.key(
+                key=key,
+                models=models,
+                n_boot=settings.n_boot,
+                n_folds=plan.n_folds,
+                caps=plan.caps,
+            ),
             partial(
                 bench_models,
                 task,
-                list(settings.models),
+                list(models),
                 data_dir=data_dir,
                 tracking_uri=tracking_uri,
                 n_boot=settings.n_boot,
@@ -260,6 +293,8 @@ def run_all(
                 progress=detail,
                 detail=detail,
                 client=client,
+                caps=plan.caps,
+                n_folds=plan.n_folds,
             ),
             f"the benchmark and champion run {(champion or '')[:12]}",
             valid=champion is not None,
@@ -353,18 +388,24 @@ def stage_plan(*, validate: bool = False) -> list[tuple[str, str]]:
     return [*first, *per_task, ("publish", ""), ("report", "")]
 
 
-def next_stage(plan: list[tuple[str, str]], name: str, task: str) -> str:
-    """The stage after *name* *task* in *plan*, in words (``the end`` after the last)."""
+def next_stage(stages: list[tuple[str, str]], name: str, task: str) -> str:
+    """The stage after *name* *task* in *stages*, in words (``the end`` after the last)."""
     try:
-        k = plan.index((name, task))
+        k = stages.index((name, task))
     except ValueError:
         return "?"
-    return " ".join(filter(None, plan[k + 1])) if k + 1 < len(plan) else "the end"
+    return " ".join(filter(None, stages[k + 1])) if k + 1 < len(stages) else "the end"
 
 
-def _validate_stage(world_dir: Path, stage: Callable[..., None], say: Callable[[str], None]) -> str:
+def _validate_stage(
+    world_dir: Path,
+    stage: Callable[..., None],
+    say: Callable[[str], None],
+    announce: Callable[[ScalePlan], None],
+) -> tuple[str, ScalePlan]:
     """Validate the world in *world_dir* (reused while its fingerprint is unchanged); returns
-    the fingerprint. Raises :class:`ExtractInvalid` listing every problem."""
+    the fingerprint and the plan of its scale (*announce*d before validating). Raises
+    :class:`ExtractInvalid` listing every problem."""
     from experiments.train import world_identity
     from microdata.extract import area_notes
     from microdata.validate import validate_world
@@ -375,6 +416,8 @@ def _validate_stage(world_dir: Path, stage: Callable[..., None], say: Callable[[
             "world's Parquet files); fix: pass the directory of the extract"
         )
     fingerprint, scale, _ = world_identity(world_dir)
+    plan = plan_for(scale)
+    announce(plan)
     for note in area_notes(world_dir / "areas.parquet"):
         say(f"  note: {note}")
 
@@ -395,7 +438,7 @@ def _validate_stage(world_dir: Path, stage: Callable[..., None], say: Callable[[
         validate,
         f"the validation of {world_dir} ({scale}, fingerprint {fingerprint[:12]})",
     )
-    return fingerprint
+    return fingerprint, plan
 
 
 def _features(

@@ -1,4 +1,4 @@
-"""Peak memory per stage, for ``zicht run``'s stage table and ``zicht bench scale``.
+"""Peak memory and CPU time per stage, for ``zicht run``'s stage table and ``zicht bench scale``.
 
 Linux keeps a process's resident-set high-water mark (``VmHWM``) and resets it when
 ``5`` is written to ``/proc/self/clear_refs``; that gives each stage its own peak without a
@@ -35,3 +35,11 @@ def peak_gib() -> float:
         pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
     return rss / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system, every thread) of this process and its waited-for children
+    so far: on a shared machine a stage's CPU time says what it costs when wall time cannot."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime

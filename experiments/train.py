@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from experiments import tracking
 from experiments.config import ExperimentConfig
+from experiments.plan import RowCaps
 from experiments.truth import oracle_for
 from features.catalogue import catalogue_frame
 from features.guard import check_selection
@@ -34,7 +35,8 @@ from models.evaluation import (
 )
 from models.tasks import TaskSpec, get_task
 
-#: The national plan (evaluation always scores every unit):
+#: The row caps of ``zicht train``, ``tune`` and ``bench models`` (``zicht run`` follows the
+#: plan of its scale, experiments/plan.py); evaluation always scores every unit:
 #: the baselines fit on a seeded uniform sample of at most this many rows;
 BASELINE_MAX_ROWS = 2_000_000
 #: LightGBM fits a binary task on every positive and a sample of the negatives, at most this
@@ -177,11 +179,15 @@ class Prepared:
         params: dict[str, Any] | None = None,
         n_jobs: int = 2,
         progress: Callable[[str], None] | None = None,
+        caps: RowCaps | None = None,
     ) -> Evaluation:
-        """Evaluate *model_name* with the config's parameters and *params* on top; baselines
-        fit on at most :data:`BASELINE_MAX_ROWS` rows; on a cluster LightGBM fits every row.
-        *progress* hears each fit start."""
+        """Evaluate *model_name* with the config's parameters and *params* on top, its fits
+        on at most the rows *caps* allow (default: :func:`standalone_caps`); on a cluster
+        LightGBM fits every row. *progress* hears each fit start."""
         cluster = self.fit_models if model_name == "lightgbm" else None
+        max_train_rows, max_fit_rows = (caps or standalone_caps()).for_model(model_name)
+        if cluster is not None:
+            max_fit_rows = None
         return evaluate(
             self.frame,
             self.task,
@@ -194,12 +200,19 @@ class Prepared:
             area_km2=self.area_km2,
             random_state=int(self.seed or 0),
             n_jobs=n_jobs,
-            max_train_rows=None if model_name == "lightgbm" else BASELINE_MAX_ROWS,
-            max_fit_rows=None if cluster else LIGHTGBM_MAX_FIT_ROWS,
+            max_train_rows=max_train_rows,
+            max_fit_rows=max_fit_rows,
             rows=self.rows,
             fit_models=cluster,
             progress=progress,
         )
+
+
+def standalone_caps() -> RowCaps:
+    """The row caps of ``zicht train``, ``tune`` and ``bench models``: at most
+    :data:`LIGHTGBM_MAX_FIT_ROWS` rows for LightGBM, :data:`BASELINE_MAX_ROWS` for the
+    baselines (both bind only at national scale)."""
+    return RowCaps(lightgbm_max_fit_rows=LIGHTGBM_MAX_FIT_ROWS, baseline_max_rows=BASELINE_MAX_ROWS)
 
 
 def prepare(
@@ -275,8 +288,7 @@ def log_evaluation(prep: Prepared, ev: Evaluation, model_name: str) -> None:
             "min_count": protocol.min_count,
             "n_train": ev.extra["n_train"],
             "n_holdout": ev.extra["n_holdout"],
-            "n_fit_rows": ev.extra["n_fit_rows"],
-            "negative_sampling_rate": ev.extra["negative_sampling_rate"],
+            **fit_params(ev),
             **{k: v for k, v in ev.extra.items() if k.startswith("anomaly_k")},
             **{f"model.{k}": v for k, v in ev.model.get_params().items() if _plain(v)},
         }
@@ -326,6 +338,15 @@ def version_description(prep: Prepared, ev: Evaluation, model_name: str) -> str:
         f"hold-out year {prep.protocol.holdout_year}; {prep.scale} world, data fingerprint "
         f"`{prep.fingerprint[:12]}`, protocol `{prep.protocol.hash()}`."
     )
+
+
+FIT_PARAMS = ("max_fit_rows", "max_train_rows", "n_fit_rows", "negative_sampling_rate")
+
+
+def fit_params(ev: Evaluation) -> dict[str, Any]:
+    """What the fits saw: the row caps they ran under (``zicht verify`` reruns with them) and
+    the rows and negative sampling rate that followed."""
+    return {k: ev.extra[k] for k in FIT_PARAMS}
 
 
 def finite(metrics: dict[str, float]) -> dict[str, float]:

@@ -185,7 +185,7 @@ def verify_run(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from experiments.train import finite, prepare, world_identity
+    from experiments.train import FIT_PARAMS, finite, prepare, world_identity
 
     progress("reading the run")
     mlflow.set_tracking_uri(tracking_uri)
@@ -275,6 +275,7 @@ def verify_run(
         model,
         params=best or None,
         n_jobs=n_jobs if isinstance(n_jobs, int) and n_jobs > 0 else 2,
+        caps=logged_caps(params),
     )
     result = VerifyResult(run_id, task, model, kind)
 
@@ -289,12 +290,24 @@ def verify_run(
         for k, v in ev.model.get_params().items()
         if isinstance(v, str | int | float | bool)
     }
-    for k in ("n_train", "n_holdout", "n_fit_rows", "negative_sampling_rate"):
+    for k in ("n_train", "n_holdout", *FIT_PARAMS):
         if k in ev.extra:
             mine[k] = ev.extra[k]
     mine.update({k: v for k, v in ev.extra.items() if k.startswith("anomaly_k")})
     result.checks += compare_params(params, mine)
     return result
+
+
+def logged_caps(params: Mapping[str, str]) -> Any:
+    """The row caps a run's fits ran under (params ``max_fit_rows``, ``max_train_rows``, as
+    the plan of ``zicht run`` set them); None (the standalone caps) for a run that logged
+    none (made before the caps were logged, or by ``zicht train``/``bench models`` then)."""
+    from experiments.plan import RowCaps
+
+    if "max_fit_rows" not in params and "max_train_rows" not in params:
+        return None
+    fit, train = (parse_param(params.get(k, "None")) for k in ("max_fit_rows", "max_train_rows"))
+    return RowCaps(lightgbm_max_fit_rows=fit, baseline_max_rows=train)
 
 
 def _config(run_id: str, task: str) -> Any:

@@ -253,6 +253,13 @@ class AuditSettings:
         The proxy model fits on a seeded sample of at most this many units.
     elevated_quantile:
         Scores above this national quantile count as elevated risk (the top decile).
+    n_jobs:
+        Threads of the proxy models. One: a multiclass booster grows one small tree per group
+        and round (8 x 60 per fit), so a second thread mostly waits at OpenMP barriers, and on
+        a busy machine each barrier waits for a descheduled thread. On region hennep's hold-out
+        year (144,289 units, load about 10 on 2 cores) one proxy took 18 CPU s / 36 s wall with
+        one thread against 110 CPU s / 282 s with two, same AUC: the reviewer report stage's
+        minutes went there.
     """
 
     min_count: int = 10
@@ -262,6 +269,7 @@ class AuditSettings:
     max_rows: int = SAMPLE_ROWS
     elevated_quantile: float = 0.9
     random_state: int = 0
+    n_jobs: int = 1
 
 
 #: How a proxy AUC for origin reads (lower bound of each band; one-vs-rest macro ROC AUC).
@@ -475,7 +483,7 @@ def proxy_auc(
             subsample=0.8,
             subsample_freq=1,
             random_state=settings.random_state,
-            n_jobs=2,
+            n_jobs=settings.n_jobs,
             verbose=-1,
         )
         if len(present) < 2:

@@ -352,6 +352,8 @@ def evaluate(
         "n_holdout": int(hold.sum()),
         "curves": curves,
         "n_fit_rows": len(fit_idx),
+        "max_fit_rows": max_fit_rows,
+        "max_train_rows": max_train_rows,
         "negative_sampling_rate": float(np.exp(offset)),
     }
     if hold.any():
