@@ -41,12 +41,30 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 _EXPENSIVE = ("tiny_run", "region_data", "team_server")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group every test of an expensive fixture, and put the group into its node id.
+
+    pytest-xdist 3.8 groups a worker's tests by appending ``@group`` to ``item._nodeid``,
+    which pytest 9.2 no longer reads (a node id is ``item._id``, a ``NodeId``): its
+    ``--dist loadgroup`` silently spread a group over both workers, so ``tiny_run`` was built
+    twice. The suffix is set here, the way xdist's scheduler expects it, when xdist has not.
+    """
     for item in items:
         used = [f for f in _EXPENSIVE if f in getattr(item, "fixturenames", ())]
         if used:
             item.add_marker(pytest.mark.xdist_group(used[0]))
+    if not getattr(config.option, "loadgroup", False):  # set on xdist's workers only
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        names = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+            for m in item.iter_markers("xdist_group")
+        }
+        if names and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -198,3 +216,37 @@ def team_server() -> Iterator[TeamServer]:
         out = (root / "server.out").read_text()
         shutil.rmtree(root, ignore_errors=True)
         assert code == 0 and stopped, f"zicht server did not stop cleanly (exit {code}): {out}"
+
+
+def _stamped(path: Path, manifest: dict[str, Any]) -> bytes:
+    """*path*'s bytes with the version's id and creation time replaced by placeholders."""
+    data = path.read_bytes()
+    for key in ("version", "created_at"):
+        data = data.replace(str(manifest[key]).encode(), f"<{key}>".encode())
+    return data
+
+
+def _same_publication(one: Path, two: Path) -> None:
+    """Two public versions hold the same files with the same bytes, except what differs by
+    nature: the manifest (creation time, version, run ids), and the version id and its time
+    as the README and the dashboard state them (compared with those two blanked)."""
+    import json
+
+    m1 = json.loads((one / "manifest.json").read_text())
+    m2 = json.loads((two / "manifest.json").read_text())
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    for rel in files:
+        if rel.name == "manifest.json":
+            continue
+        a, b = (one / rel).read_bytes(), (two / rel).read_bytes()
+        if a != b:
+            assert _stamped(one / rel, m1) == _stamped(two / rel, m2), (
+                f"{rel} differs beyond the version and its time"
+            )
+
+
+@pytest.fixture
+def same_publication() -> Any:
+    """:func:`_same_publication`, for tests that compare two versions of the public zone."""
+    return _same_publication
