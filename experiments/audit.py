@@ -129,6 +129,10 @@ def _artifact_root(uri: str, stack: ExitStack) -> Path:
     import mlflow
 
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="zicht-audit-"))
+    if not mlflow.artifacts.list_artifacts(artifact_uri=uri):
+        # a run that logged nothing (a trial killed before its first artifact): a tracking
+        # server answers 404 to downloading its empty root, and there is nothing to scan
+        return Path(tmp)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
 
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,42 @@ def trials_of(storage: str, states: tuple[TrialState, ...] | None = None) -> lis
         rdb.engine.dispose()
 
 
+@dataclass(frozen=True)
+class TuneServer:
+    """The tune tests' MLflow store: a second ``zicht server`` on a fresh database of the
+    team's cluster. The trials these tests kill stay out of the store the train, verify and
+    audit tests read, whichever order the tests run in."""
+
+    uri: str
+    team: Any
+
+    def database(self, name: str) -> str:
+        return str(self.team.database(name))
+
+
+@pytest.fixture(scope="module")
+def tune_server(team_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TuneServer]:
+    from experiments.server import free_port
+
+    root = tmp_path_factory.mktemp("tune_server")
+    port = free_port()
+    db = team_server.database("mlflow_tune")
+    args = ["server", "--db", db, "--port", str(port), "--data-dir", str(root / "data")]
+    proc = zicht(args, cwd=root)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        try:
+            MlflowClient(uri).search_experiments()
+            break
+        except Exception:
+            time.sleep(1)
+    yield TuneServer(uri, team_server)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+
+
 def trial_runs(client: MlflowClient, parent: str) -> list[Any]:
     return runs_of(client, f"tags.mlflow.parentRunId = '{parent}'")
 
@@ -189,10 +226,10 @@ def parent_runs(client: MlflowClient) -> list[Any]:
     return runs_of(client, "tags.`zicht.kind` = 'tune'")
 
 
-def test_two_workers_share_one_study(team_server: Any, features: Path, tmp_path: Path) -> None:
-    storage = team_server.database("optuna_two")
+def test_two_workers_share_one_study(tune_server: Any, features: Path, tmp_path: Path) -> None:
+    storage = tune_server.database("optuna_two")
     data = analyst(features, tmp_path / "data")
-    proc = zicht(tune_args(data, team_server, storage, trials=6), cwd=tmp_path)
+    proc = zicht(tune_args(data, tune_server, storage, trials=6), cwd=tmp_path)
     _out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     assert "already finished" not in err and "UpdateFinishedTrialError" not in err
@@ -201,7 +238,7 @@ def test_two_workers_share_one_study(team_server: Any, features: Path, tmp_path:
         t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials
     )
     assert sorted(t.number for t in trials) == list(range(6))
-    client = MlflowClient(team_server.uri)
+    client = MlflowClient(tune_server.uri)
     parent = parent_runs(client)[-1]
     assert parent.info.status == "FINISHED" and parent.data.params["workers"] == "2"
     assert "best.max_depth" in parent.data.params and "r2_log" in parent.data.metrics
@@ -250,14 +287,14 @@ def _kill_mid_trial(
 
 
 def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
-    team_server: Any, features: Path, tmp_path: Path
+    tune_server: Any, features: Path, tmp_path: Path
 ) -> None:
-    storage = team_server.database("optuna_kill")
+    storage = tune_server.database("optuna_kill")
     data = analyst(features, tmp_path / "data")
-    client = MlflowClient(team_server.uri)
+    client = MlflowClient(tune_server.uri)
 
     # 1. one worker is SIGKILLed mid-trial: its trial fails, is queued again and run
-    proc = zicht(tune_args(data, team_server, storage, trials=4), cwd=tmp_path)
+    proc = zicht(tune_args(data, tune_server, storage, trials=4), cwd=tmp_path)
     victim = _kill_mid_trial(storage, proc, client, group=False)
     _out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
@@ -274,11 +311,12 @@ def test_a_killed_worker_is_replaced_and_a_killed_study_resumes(
     assert nested[str(victim.number)].info.status == "KILLED"
     assert sum(r.info.status == "FINISHED" for r in nested.values()) == 4
 
-    # 2. the whole command is SIGKILLed mid-trial; running it again resumes the study
-    proc = zicht(tune_args(data, team_server, storage, trials=2), cwd=tmp_path, new_session=True)
+    # 2. the whole command is SIGKILLed mid-trial; running it again resumes the study (four
+    # trials asked for: time enough to catch one running on a fast machine)
+    proc = zicht(tune_args(data, tune_server, storage, trials=4), cwd=tmp_path, new_session=True)
     orphan = _kill_mid_trial(storage, proc, client, group=True)
     proc.communicate(timeout=60)  # reaps it and closes its pipes
-    proc = zicht(tune_args(data, team_server, storage, trials=1), cwd=tmp_path)
+    proc = zicht(tune_args(data, tune_server, storage, trials=1), cwd=tmp_path)
     _out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     trials = trials_of(storage)
@@ -390,12 +428,19 @@ def test_audit_scans_the_store(
 ) -> None:
     args = ["audit", "artifacts", "--data-dir", str(features), "--tracking-uri", store.uri]
     args += ["--review-dir", str(tmp_path / "review"), "--publish-dir", str(tmp_path / "publish")]
-    assert main(args) == 0, capsys.readouterr().err
+    client = MlflowClient(store.uri)
+    exp = client.get_experiment_by_name(f"zicht/{TASK}")
+    # a run that logged nothing (a trial killed at once): nothing to scan, and no failure
+    # (a tracking server answers 404 to downloading its empty artifact root)
+    empty = client.create_run(exp.experiment_id, tags={"zicht.kind": "trial"})
+    client.set_terminated(empty.info.run_id, "KILLED")
+    try:
+        assert main(args) == 0, capsys.readouterr().err
+    finally:
+        client.delete_run(empty.info.run_id)
     clean = capsys.readouterr().out
     assert "audit: clean" in clean
     # plant a unit-level table in a run of the store: the audit finds it there
-    client = MlflowClient(store.uri)
-    exp = client.get_experiment_by_name(f"zicht/{TASK}")
     run = client.create_run(exp.experiment_id, tags={"zicht.kind": "bench"})
     rows = "\n".join(f"{1000 + i},{i % 7}" for i in range(400))
     client.log_text(run.info.run_id, f"establishment_id,turnover\n{rows}\n", "leak/units.csv")
