@@ -121,7 +121,7 @@ def _local_path(uri: str) -> Path | None:
     return None
 
 
-def _artifact_root(uri: str, stack: ExitStack) -> Path:
+def _artifact_root(uri: str, stack: ExitStack, tracking_uri: str | None = None) -> Path:
     """The artifacts at *uri* on local disk: in place, or downloaded to a temporary dir."""
     local = _local_path(uri)
     if local is not None:
@@ -129,11 +129,15 @@ def _artifact_root(uri: str, stack: ExitStack) -> Path:
     import mlflow
 
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="zicht-audit-"))
-    if not mlflow.artifacts.list_artifacts(artifact_uri=uri):
+    if not mlflow.artifacts.list_artifacts(artifact_uri=uri, tracking_uri=tracking_uri):
         # a run that logged nothing (a trial killed before its first artifact): a tracking
         # server answers 404 to downloading its empty root, and there is nothing to scan
         return Path(tmp)
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri
+        )
+    )
 
 
 def _paged(fetch: Callable[[str | None], Sequence[T]]) -> Iterator[T]:
@@ -167,7 +171,7 @@ def mlflow_targets(tracking_uri: str, stack: ExitStack) -> list[Target]:
     targets: list[Target] = []
 
     def add(uri: str, prefix: str) -> None:
-        root = _artifact_root(uri, stack)
+        root = _artifact_root(uri, stack, tracking_uri)
         if root.is_dir():
             for p in iter_files(root):
                 targets.append(Target("mlflow", p, f"{prefix}/{p.relative_to(root).as_posix()}"))
