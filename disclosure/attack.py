@@ -373,21 +373,9 @@ def _solve(
         lower, upper = span
         res.append((int(t), version, task, basis, level, area, brk, cells.n[t], lower, upper, True))
     res.sort(key=lambda r: r[0])  # the cells' order, whatever the order they were solved in
-    frame = pd.DataFrame(
-        [r[1:] for r in res],
-        columns=[
-            "version",
-            "task",
-            "basis",
-            "level",
-            "area_code",
-            "breakdown",
-            "n",
-            "lower",
-            "upper",
-            "exact",
-        ],
-    ).astype({"n": float, "lower": float, "upper": float, "exact": bool})
+    frame = pd.DataFrame([r[1:] for r in res], columns=list(COLUMNS)).astype(
+        {"n": float, "lower": float, "upper": float, "exact": bool}
+    )
     width = frame["upper"] - frame["lower"]
     if cells.integer:
         pinned = np.floor(frame["upper"] + 1e-7) - np.ceil(frame["lower"] - 1e-7) < 1
